@@ -1,0 +1,94 @@
+"""``create_app(settings)``: the one place where everything is wired."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from kanvaro import __version__
+from kanvaro.config import Settings
+from kanvaro.db import MissingTenantContext
+from kanvaro.errors import install_error_handlers, problem_response
+from kanvaro.middleware.body_limit import BodyLimitMiddleware
+from kanvaro.middleware.catch_all import CatchAllMiddleware
+from kanvaro.middleware.request_id import RequestIdMiddleware
+from kanvaro.middleware.security_headers import SecurityHeadersMiddleware
+from kanvaro.services import Services
+
+API_PREFIX = "/api/v1"
+
+
+def _routers() -> list:  # type: ignore[type-arg]
+    from kanvaro import health
+    from kanvaro.identity import auth_routes, user_routes
+    from kanvaro.tenancy import role_routes
+    from kanvaro.work import routes as work_routes
+
+    return [
+        health.router,
+        auth_routes.router,
+        user_routes.router,
+        role_routes.router,
+        *work_routes.routers,
+    ]
+
+
+def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
+    services = services or Services.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await services.startup()
+        try:
+            yield
+        finally:
+            await services.shutdown()
+
+    app = FastAPI(
+        title="Kanvaro API",
+        version=__version__,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+
+    @app.exception_handler(MissingTenantContext)
+    async def _no_tenant(request, exc):  # type: ignore[no-untyped-def]
+        return problem_response(
+            400,
+            detail="This operation needs a tenant: send the X-Tenant-ID header.",
+            type_suffix="tenant-required",
+            instance=request.url.path,
+        )
+
+    for router in _routers():
+        app.include_router(router)
+
+    # Middleware: the last added runs first. Outermost: request id, then security headers,
+    # then CORS, then the body limit, then the catch-all that renders unexpected errors.
+    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "X-Tenant-ID",
+                "X-Request-ID",
+            ],
+            expose_headers=["ETag", "X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    return app

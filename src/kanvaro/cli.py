@@ -1,0 +1,162 @@
+"""The ``kanvaro`` command: serve, migrate, bootstrap."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from kanvaro.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(
+    help="Kanvaro: self-hosted project management with enterprise security.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:  # pydantic validation: name the variable, not the value
+        typer.echo(f"configuration error: {_describe(exc)}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _describe(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(
+            f"KANVARO_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in errors()
+        )
+    return type(exc).__name__
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations (safe to run again)."""
+    from kanvaro.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.resolved_database_url)
+    typer.echo("database is at the newest schema")
+
+
+@app.command()
+def bootstrap(
+    tenant: Annotated[str | None, typer.Option(help="Name of the new tenant")] = None,
+    email: Annotated[str, typer.Option(help="Email of its first admin")] = ...,  # type: ignore[assignment]
+    super_admin: Annotated[
+        bool, typer.Option("--super-admin", help="Create the instance super admin instead")
+    ] = False,
+    first_name: Annotated[str, typer.Option(help="First name")] = "Admin",
+    last_name: Annotated[str, typer.Option(help="Last name")] = "User",
+) -> None:
+    """Create a tenant and its first admin (password from KANVARO_BOOTSTRAP_PASSWORD or a prompt)."""
+    from kanvaro.bootstrap import bootstrap as run_bootstrap
+    from kanvaro.errors import ProblemError
+    from kanvaro.services import Services
+
+    if not super_admin and not tenant:
+        typer.echo("--tenant is required (or --super-admin)", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    password = os.environ.get("KANVARO_BOOTSTRAP_PASSWORD") or typer.prompt(
+        "Password", hide_input=True, confirmation_prompt=True
+    )
+    services = Services.build(settings)
+
+    async def run() -> None:
+        try:
+            result = await run_bootstrap(
+                services,
+                tenant_name=tenant,
+                email=email,
+                password=password,
+                first_name=first_name,
+                last_name=last_name,
+                super_admin=super_admin,
+            )
+        finally:
+            await services.shutdown()
+        if result.tenant_slug:
+            typer.echo(f"created tenant {result.tenant_slug} ({result.tenant_id})")
+        typer.echo(f"created {'super admin' if super_admin else 'admin'} {result.email}")
+
+    try:
+        _ensure_schema(settings)
+        asyncio.run(run())
+    except ProblemError as exc:
+        detail = (
+            "; ".join(f"{e['field']}: {e['message']}" for e in (exc.errors or [])) or exc.detail
+        )
+        typer.echo(f"bootstrap failed: {detail}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _ensure_schema(settings: Settings) -> None:
+    from kanvaro.migrate import upgrade
+
+    if not settings.is_production:
+        upgrade(settings.resolved_database_url)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+) -> None:
+    """Run the API server (development: migrates first and creates a first tenant if none)."""
+    import uvicorn
+
+    from kanvaro.app import create_app
+    from kanvaro.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    _ensure_schema(settings)
+    if not settings.is_production:
+        asyncio.run(_first_run(settings))
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+async def _first_run(settings: Settings) -> None:
+    from kanvaro.bootstrap import bootstrap as run_bootstrap
+    from kanvaro.bootstrap import generate_password, tenant_count
+    from kanvaro.services import Services
+
+    services = Services.build(settings)
+    try:
+        if await tenant_count(services):
+            return
+        password = generate_password()
+        result = await run_bootstrap(
+            services, tenant_name="Default", email="admin@kanvaro.example", password=password
+        )
+    finally:
+        await services.shutdown()
+    # Printed once to the terminal (not the log): these credentials are not stored anywhere.
+    sys.stdout.write(
+        "\n  First run: created tenant 'default' and its admin.\n"
+        f"    email:    {result.email}\n"
+        f"    password: {password}\n"
+        "  This password is shown once. Sign in and change it (POST /api/v1/auth/password).\n\n"
+    )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,162 @@
+"""One typed Settings object, read from the environment (``KANVARO_*``) and passed in.
+
+Every secret also accepts ``KANVARO_<NAME>_FILE``: the value is read from that file, which is
+how container orchestrators hand secrets over. In production a missing or placeholder secret
+stops the server with a message naming the variable; in development the secrets are generated
+once into the data directory (mode 0600) and reused on every start.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PLACEHOLDERS = frozenset(
+    {"", "changeme", "change-me", "secret", "password", "placeholder", "todo", "xxx", "dev"}
+)
+
+# Secrets that must exist, and how a development instance generates one.
+REQUIRED_SECRETS: dict[str, int] = {"master_key": 32}
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used; the message names the variable."""
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KANVARO_", extra="ignore", frozen=False)
+
+    env: Environment = Environment.development
+    data_dir: Path = Path(".kanvaro")
+    database_url: str | None = None
+    redis_url: str | None = None
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Secrets (each also from KANVARO_<NAME>_FILE).
+    master_key: SecretStr | None = None
+
+    # Tokens.
+    issuer: str = "kanvaro"
+    audience: str = "kanvaro-api"
+    access_token_ttl_seconds: int = Field(default=15 * 60, ge=60, le=24 * 3600)
+    refresh_token_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=300, le=90 * 24 * 3600)
+
+    # Password hashing (OWASP 2024/2025: argon2id m=19 MiB, t=2, p=1 is the floor).
+    argon2_memory_kib: int = Field(default=19 * 1024, ge=19 * 1024)
+    argon2_time_cost: int = Field(default=2, ge=2)
+    argon2_parallelism: int = Field(default=1, ge=1)
+
+    # HTTP.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    public_url: str = "http://localhost:8000"
+
+    # Login throttling (failures inside the window before a temporary lock).
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_max_failures_per_ip: int = Field(default=20, ge=1)
+    login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
+
+    # Mail.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "kanvaro@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    invitation_ttl_hours: int = Field(default=72, ge=1)
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, value: list[str]) -> list[str]:
+        if "*" in value:
+            raise ValueError("KANVARO_CORS_ORIGINS must list origins; '*' is refused")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        """Fill every ``<name>`` secret from ``KANVARO_<NAME>_FILE`` when only that is set."""
+        if not isinstance(data, dict):
+            return data
+        for name in ("master_key", "smtp_password"):
+            path = os.environ.get(f"KANVARO_{name.upper()}_FILE")
+            if path and not data.get(name) and not os.environ.get(f"KANVARO_{name.upper()}"):
+                try:
+                    data[name] = Path(path).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ConfigError(
+                        f"KANVARO_{name.upper()}_FILE: cannot read {path}: {exc.strerror}"
+                    ) from None
+        return data
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.production
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'kanvaro.db').resolve()}"
+
+    def prepare(self) -> Settings:
+        """Check secrets (production) or create and load them (development); returns self."""
+        if self.is_production:
+            for name in REQUIRED_SECRETS:
+                value = getattr(self, name)
+                if value is None or value.get_secret_value().strip().lower() in PLACEHOLDERS:
+                    raise ConfigError(
+                        f"KANVARO_{name.upper()} (or KANVARO_{name.upper()}_FILE) is missing or a "
+                        "placeholder; production refuses to start without it"
+                    )
+                if len(value.get_secret_value()) < 32:
+                    raise ConfigError(f"KANVARO_{name.upper()} must be at least 32 characters")
+            if not self.database_url:
+                raise ConfigError("KANVARO_DATABASE_URL is required in production")
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for name, size in REQUIRED_SECRETS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, SecretStr(_dev_secret(self.data_dir, name, size)))
+        return self
+
+
+def _dev_secret(data_dir: Path, name: str, size: int) -> str:
+    """Read a generated development secret, creating it (0600) on first use."""
+    path = data_dir / "secrets" / name
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = secrets.token_urlsafe(size)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value)
+    return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides).prepare()

@@ -1,0 +1,284 @@
+"""Request dependencies: who is calling, in which tenant, with which permissions.
+
+Every route declares exactly one of :func:`require` (a permission), :func:`authenticated`
+(any signed-in user) or :func:`public`. A test walks every route of the app and fails on one
+that declares none, so a new route cannot be open by accident.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kanvaro.audit import service as audit
+from kanvaro.audit.service import AuditContext
+from kanvaro.db import switch_tenant, utcnow
+from kanvaro.errors import BadRequest, Forbidden, Unauthorized
+from kanvaro.identity.models import User, UserSession
+from kanvaro.security.client_ip import client_ip
+from kanvaro.security.permissions import (
+    PROJECT_SCOPED_ROLES,
+    ROLE_PERMISSIONS,
+    BuiltinRole,
+    Permission,
+    builtin_permissions,
+)
+from kanvaro.security.tokens import ACCESS, TokenError
+from kanvaro.services import Services
+from kanvaro.tenancy.models import Role, Tenant
+
+security_log = structlog.get_logger("kanvaro.security")
+
+TENANT_HEADER = "x-tenant-id"
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID | None
+    session_id: uuid.UUID
+    email: str
+    role: str
+    permissions: frozenset[str]
+    project_scoped: bool
+    is_super_admin: bool = False
+    auth_methods: tuple[str, ...] = field(default_factory=tuple)
+
+    def has(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    def __repr__(self) -> str:
+        return f"Principal(user_id={self.user_id}, tenant_id={self.tenant_id}, role={self.role})"
+
+
+@dataclass
+class Ctx:
+    """What a route handler gets: the caller, the tenant, the transaction, the services."""
+
+    principal: Principal
+    db: AsyncSession
+    services: Services
+    audit: AuditContext
+    request: Request
+
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        if self.principal.tenant_id is None:
+            raise BadRequest(
+                "This operation needs a tenant: send the X-Tenant-ID header.",
+                errors=[{"field": "X-Tenant-ID", "in": "header", "message": "required"}],
+            )
+        return self.principal.tenant_id
+
+    @property
+    def actor_id(self) -> uuid.UUID:
+        return self.principal.user_id
+
+
+def services_of(request: Request) -> Services:
+    return request.app.state.services
+
+
+def request_ip(request: Request) -> str | None:
+    services = services_of(request)
+    peer = request.client.host if request.client else None
+    return client_ip(peer, request.headers.get("x-forwarded-for"), services.trusted_proxies)
+
+
+def audit_context(request: Request, actor_id: uuid.UUID | None = None) -> AuditContext:
+    return AuditContext(
+        actor_id=actor_id,
+        ip_address=request_ip(request),
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authentication required.")
+    return token.strip()
+
+
+def _tenant_header(request: Request) -> uuid.UUID | None:
+    raw = request.headers.get(TENANT_HEADER)
+    if not raw:
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise BadRequest(
+            "X-Tenant-ID must be a UUID.",
+            errors=[{"field": "X-Tenant-ID", "in": "header", "message": "must be a UUID"}],
+        ) from None
+
+
+async def _load_principal(session: AsyncSession, claims: dict[str, Any]) -> Principal:
+    try:
+        user_id = uuid.UUID(claims["sub"])
+        session_id = uuid.UUID(claims["sid"])
+    except (KeyError, ValueError):
+        raise Unauthorized("Invalid token.") from None
+    row = (
+        await session.execute(
+            select(UserSession, User, Role, Tenant)
+            .join(User, User.id == UserSession.user_id)
+            .outerjoin(Role, Role.id == User.role_id)
+            .outerjoin(Tenant, Tenant.id == User.tenant_id)
+            .where(UserSession.id == session_id, User.id == user_id)
+        )
+    ).first()
+    if row is None:
+        raise Unauthorized("Session not found.")
+    user_session, user, role, tenant = row
+    if not user_session.is_active or user_session.expires_at <= utcnow():
+        raise Unauthorized("Session ended.")
+    if not user.is_active or (tenant is not None and tenant.status != "active"):
+        raise Unauthorized("Account disabled.")
+    if user.is_super_admin:
+        name = BuiltinRole.SUPER_ADMIN.value
+        permissions = frozenset(ROLE_PERMISSIONS[BuiltinRole.SUPER_ADMIN])
+        scoped = False
+    elif role is not None:
+        name = role.name
+        builtin = builtin_permissions(role.name) if role.is_system else None
+        permissions = frozenset(builtin if builtin is not None else role.permissions)
+        scoped = (
+            role.project_scoped
+            if not role.is_system
+            else BuiltinRole(role.name) in PROJECT_SCOPED_ROLES
+        )
+    else:  # a member without a role holds nothing
+        name, permissions, scoped = "none", frozenset(), True
+    return Principal(
+        user_id=user.id,
+        tenant_id=user.tenant_id,
+        session_id=user_session.id,
+        email=user.email,
+        role=name,
+        permissions=frozenset(str(p) for p in permissions),
+        project_scoped=scoped,
+        is_super_admin=user.is_super_admin,
+        auth_methods=tuple(user_session.auth_methods or ()),
+    )
+
+
+async def record_denied(
+    services: Services, request: Request, principal: Principal, needed: str
+) -> None:
+    """A refusal is a security event and an audit entry, in its own transaction."""
+    security_log.warning(
+        "permission_denied",
+        user_id=str(principal.user_id),
+        tenant_id=str(principal.tenant_id) if principal.tenant_id else None,
+        permission=needed,
+        method=request.method,
+        path=request.url.path,
+        ip=request_ip(request),
+    )
+    tenant_id = principal.tenant_id
+    async with services.db.session(tenant_id=tenant_id, all_tenants=tenant_id is None) as session:
+        await audit.record(
+            session,
+            action="api:permission:denied",
+            category="permissions",
+            tenant_id=tenant_id,
+            context=audit_context(request, principal.user_id),
+            resource_type="route",
+            resource_id=None,
+            changes={"permission": needed, "method": request.method, "path": request.url.path},
+        )
+
+
+def _dependency(permissions: tuple[Permission, ...]) -> Any:
+    async def dependency(request: Request) -> AsyncIterator[Ctx]:
+        services = services_of(request)
+        token = _bearer(request)
+        try:
+            claims = services.tokens.verify(token, ACCESS)
+        except TokenError as exc:
+            raise Unauthorized(str(exc).capitalize() + ".") from None
+        claimed_tenant = claims.get("tid")
+        async with services.db.session(all_tenants=True) as session:
+            # Authenticate across tenants (the super admin has none), then narrow at once.
+            principal = await _load_principal(session, claims)
+            if str(principal.tenant_id or "") != str(claimed_tenant or ""):
+                raise Unauthorized("Invalid token.")
+            if principal.is_super_admin:
+                target = _tenant_header(request)
+                if target is not None:
+                    if await session.get(Tenant, target) is None:
+                        raise BadRequest(
+                            "No such tenant.",
+                            errors=[
+                                {
+                                    "field": "X-Tenant-ID",
+                                    "in": "header",
+                                    "message": "unknown tenant",
+                                }
+                            ],
+                        )
+                    principal = _with_tenant(principal, target)
+            await switch_tenant(session, principal.tenant_id)
+            missing = [p.value for p in permissions if not principal.has(p.value)]
+            if missing:
+                await record_denied(services, request, principal, missing[0])
+                raise Forbidden(f"Missing permission {missing[0]}.")
+            request.state.principal = principal
+            yield Ctx(
+                principal=principal,
+                db=session,
+                services=services,
+                audit=audit_context(request, principal.user_id),
+                request=request,
+            )
+
+    dependency.__kanvaro_access__ = permissions or ("authenticated",)  # type: ignore[attr-defined]
+    return dependency
+
+
+def _with_tenant(principal: Principal, tenant_id: uuid.UUID) -> Principal:
+    return replace(principal, tenant_id=tenant_id)
+
+
+def require(*permissions: Permission) -> Any:
+    """The caller must hold every listed permission (403 otherwise)."""
+    if not permissions:
+        raise ValueError("require() needs at least one permission; use authenticated()")
+    return Depends(_dependency(permissions), scope="function")
+
+
+def authenticated() -> Any:
+    """Any signed-in user; the route checks ownership itself."""
+    return Depends(_dependency(()), scope="function")
+
+
+async def _public_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with services_of(request).db.session(all_tenants=True) as session:
+        yield session
+
+
+async def _public() -> None:
+    return None
+
+
+_public_session.__kanvaro_access__ = ("public",)  # type: ignore[attr-defined]
+_public.__kanvaro_access__ = ("public",)  # type: ignore[attr-defined]
+
+
+def public_db() -> Any:
+    """No authentication (login, refresh); a session spanning all tenants: use with care."""
+    return Depends(_public_session, scope="function")
+
+
+def public() -> Any:
+    """No authentication and no database (JWKS, health, OpenAPI)."""
+    return Depends(_public)

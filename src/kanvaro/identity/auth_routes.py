@@ -1,0 +1,178 @@
+"""``/api/v1/auth``: login, refresh, logout, me, password change, invitations, JWKS."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kanvaro.audit import service as audit
+from kanvaro.db import utcnow
+from kanvaro.deps import Ctx, audit_context, authenticated, public, public_db, services_of
+from kanvaro.errors import BadRequest, Unauthorized
+from kanvaro.identity import auth
+from kanvaro.identity.models import Invitation, User
+from kanvaro.identity.schemas import (
+    AcceptInvitationIn,
+    LoginIn,
+    LogoutIn,
+    MeOut,
+    PasswordChangeIn,
+    RefreshIn,
+    TokensOut,
+)
+from kanvaro.identity.users import check_password
+from kanvaro.tenancy.models import Tenant
+from kanvaro.tenancy.service import password_policy
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+PublicDb = Annotated[AsyncSession, public_db()]
+Authenticated = Annotated[Ctx, authenticated()]
+
+
+def _device_info(request: Request, device_id: str | None) -> dict[str, str]:
+    info = {"userAgent": (request.headers.get("user-agent") or "")[:512]}
+    if device_id:
+        info["deviceId"] = device_id
+    return info
+
+
+@router.post("/login", response_model=TokensOut, response_model_by_alias=True)
+async def login(body: LoginIn, request: Request, db: PublicDb) -> dict[str, object]:
+    pair = await auth.login(
+        services_of(request),
+        db,
+        email=body.email,
+        password=body.password,
+        context=audit_context(request),
+        device_info=_device_info(request, body.device_id),
+    )
+    return pair.to_json()
+
+
+@router.post("/refresh", response_model=TokensOut, response_model_by_alias=True)
+async def refresh(body: RefreshIn, request: Request, db: PublicDb) -> dict[str, object]:
+    pair = await auth.refresh(
+        services_of(request), db, refresh_token=body.refresh_token, context=audit_context(request)
+    )
+    return pair.to_json()
+
+
+@router.post("/logout", status_code=204)
+async def logout(ctx: Authenticated, body: LogoutIn | None = None) -> Response:
+    await auth.revoke_session(ctx.db, ctx.principal.session_id, reason="logout")
+    await audit.record(
+        ctx.db,
+        action="auth:session:logout",
+        category="authentication",
+        tenant_id=ctx.principal.tenant_id,
+        context=ctx.audit,
+        resource_type="session",
+        resource_id=ctx.principal.session_id,
+    )
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=MeOut, response_model_by_alias=True)
+async def me(ctx: Authenticated) -> MeOut:
+    user = await ctx.db.get(User, ctx.principal.user_id)
+    assert user is not None
+    return MeOut(
+        id=user.id,
+        tenant_id=ctx.principal.tenant_id,
+        email=user.email,
+        first_name=user.first_name,
+        last_name=user.last_name,
+        role=ctx.principal.role,
+        permissions=sorted(ctx.principal.permissions),
+        session_id=ctx.principal.session_id,
+    )
+
+
+@router.post("/password", status_code=204)
+async def change_password(body: PasswordChangeIn, ctx: Authenticated) -> Response:
+    services = ctx.services
+    user = await ctx.db.get(User, ctx.principal.user_id)
+    assert user is not None
+    valid, _ = await services.hasher.verify_async(body.current_password, user.password_hash)
+    if not valid:
+        raise BadRequest(
+            "The current password is wrong.",
+            errors=[{"field": "currentPassword", "in": "body", "message": "wrong password"}],
+        )
+    tenant = await ctx.db.get(Tenant, user.tenant_id) if user.tenant_id else None
+    check_password(
+        password_policy(tenant),
+        body.new_password,
+        email=user.email,
+        names=(user.first_name, user.last_name),
+    )
+    user.password_hash = await services.hasher.hash_async(body.new_password)
+    user.password_changed_at = utcnow()
+    user.updated_by = user.id
+    # Every other session of this user ends; the current one stays signed in.
+    await auth.revoke_other_sessions(
+        ctx.db, user.id, keep=ctx.principal.session_id, reason="password_change"
+    )
+    await audit.record(
+        ctx.db,
+        action="auth:password:change",
+        category="authentication",
+        tenant_id=user.tenant_id,
+        context=ctx.audit,
+        resource_type="user",
+        resource_id=user.id,
+    )
+    return Response(status_code=204)
+
+
+@router.post("/invitations/accept", status_code=204)
+async def accept_invitation(body: AcceptInvitationIn, request: Request, db: PublicDb) -> Response:
+    digest = hashlib.sha256(body.token.encode()).hexdigest()
+    row = (
+        await db.execute(
+            select(Invitation, User, Tenant)
+            .join(User, User.id == Invitation.user_id)
+            .join(Tenant, Tenant.id == Invitation.tenant_id)
+            .where(Invitation.token_hash == digest)
+            .with_for_update()
+        )
+    ).first()
+    if row is None or row[0].accepted_at is not None or row[0].expires_at <= utcnow():
+        raise Unauthorized("The invitation is invalid or has expired.")
+    invitation, user, tenant = row
+    if not user.is_active or tenant.status != "active":
+        raise Unauthorized("The invitation is invalid or has expired.")
+    check_password(
+        password_policy(tenant),
+        body.password,
+        email=user.email,
+        names=(user.first_name, user.last_name),
+    )
+    services = services_of(request)
+    user.password_hash = await services.hasher.hash_async(body.password)
+    user.password_changed_at = utcnow()
+    invitation.accepted_at = utcnow()
+    await audit.record(
+        db,
+        action="auth:invitation:accept",
+        category="user_activity",
+        tenant_id=user.tenant_id,
+        context=audit_context(request, user.id),
+        resource_type="user",
+        resource_id=user.id,
+    )
+    return Response(status_code=204)
+
+
+@router.get("/jwks.json", dependencies=[public()])
+async def jwks(request: Request) -> Response:
+    return JSONResponse(
+        services_of(request).tokens.jwks(),
+        headers={"Cache-Control": "public, max-age=300"},
+    )

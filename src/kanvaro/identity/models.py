@@ -1,0 +1,114 @@
+"""People, invitations, sessions, refresh tokens and token signing keys."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kanvaro.db import Base, TenantScoped, Timestamped, Versioned, new_id
+
+
+class User(TenantScoped, Versioned, Base):
+    """A person. Tenant members carry ``tenant_id``; the instance super admin has none
+    (``tenant_id`` is nullable here, so tenant-scoped queries never return super admins).
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, nullable=True
+    )
+    # Stored lower-cased; unique across the instance so that login needs no tenant name.
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    first_name: Mapped[str] = mapped_column(String(50))
+    last_name: Mapped[str] = mapped_column(String(50))
+    phone: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    role_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("roles.id", ondelete="RESTRICT"), nullable=True, index=True
+    )
+    is_super_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    password_changed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_login_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    deactivated_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    def __repr__(self) -> str:  # never the hash
+        return f"<User {self.id} tenant={self.tenant_id}>"
+
+
+class Invitation(TenantScoped, Timestamped, Base):
+    """A one-time invitation; only the SHA-256 of its token is stored."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    invited_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+
+
+class UserSession(TenantScoped, Timestamped, Base):
+    """A login: one refresh-token family. Revoking it ends every token issued under it."""
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (Index("ix_user_sessions_user_active", "user_id", "is_active"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, nullable=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    device_id: Mapped[str] = mapped_column(String(255), default="")
+    device_info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    ip_address: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    auth_methods: Mapped[list[str]] = mapped_column(JSON, default=list)
+    last_activity_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
+
+
+class RefreshToken(Base):
+    """One refresh token of a session's family; presenting a used one revokes the family."""
+
+    __tablename__ = "refresh_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("user_sessions.id", ondelete="CASCADE"), index=True
+    )
+    # Not TenantScoped (refresh runs before the tenant is known); RLS still binds it.
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="RESTRICT"), nullable=True, index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class SigningKey(Timestamped, Base):
+    """An Ed25519 token-signing key. The private half is stored encrypted."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(20), default="EdDSA")
+    public_key: Mapped[str] = mapped_column(Text)  # PEM
+    private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Retired keys keep verifying until every token they signed has expired.
+    retired_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    verify_until: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    def __repr__(self) -> str:
+        return f"<SigningKey {self.kid}>"

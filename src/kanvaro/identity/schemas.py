@@ -1,0 +1,92 @@
+"""Request and response bodies of the identity routes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import EmailStr, Field
+
+from kanvaro.schemas import ApiModel, E164Phone, OutModel, PersonName
+
+
+class LoginIn(ApiModel):
+    email: EmailStr = Field(max_length=254)
+    password: str = Field(min_length=1, max_length=1024)
+    device_id: str | None = Field(default=None, max_length=255)
+
+    def __repr__(self) -> str:
+        return "LoginIn(email=..., password=...)"
+
+
+class RefreshIn(ApiModel):
+    refresh_token: str = Field(min_length=1, max_length=8192)
+
+    def __repr__(self) -> str:
+        return "RefreshIn(...)"
+
+
+class LogoutIn(ApiModel):
+    refresh_token: str | None = Field(default=None, max_length=8192)
+
+
+class TokensOut(OutModel):
+    requires_m_f_a: bool = Field(False, serialization_alias="requiresMFA")
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+
+
+class MeOut(OutModel):
+    id: uuid.UUID
+    tenant_id: uuid.UUID | None
+    email: str
+    first_name: str
+    last_name: str
+    role: str
+    permissions: list[str]
+    session_id: uuid.UUID
+
+
+class PasswordChangeIn(ApiModel):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class AcceptInvitationIn(ApiModel):
+    token: str = Field(min_length=10, max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class UserCreate(ApiModel):
+    email: EmailStr = Field(max_length=254)
+    first_name: PersonName
+    last_name: PersonName
+    role: str = Field(min_length=1, max_length=50)
+    password: str | None = Field(default=None, min_length=1, max_length=1024)
+    phone: E164Phone | None = None
+
+
+class UserUpdate(ApiModel):
+    first_name: PersonName | None = None
+    last_name: PersonName | None = None
+    role: str | None = Field(default=None, min_length=1, max_length=50)
+    phone: E164Phone | None = None
+    is_active: bool | None = None
+    version: int | None = Field(default=None, ge=1)
+
+
+class UserOut(OutModel):
+    id: uuid.UUID
+    email: str
+    first_name: str
+    last_name: str
+    phone: str | None
+    role: str | None
+    is_active: bool
+    invitation_pending: bool = False
+    last_login_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int

@@ -1,0 +1,36 @@
+"""Alembic, driven from code: the migrations ship inside the package."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+
+def _script_location() -> Path:
+    return Path(str(resources.files("kanvaro").joinpath("migrations")))
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_script_location()))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str | None:
+    script = ScriptDirectory(str(_script_location()))
+    return script.get_current_head()
+
+
+def current_revision(sync_connection: Any) -> str | None:
+    return MigrationContext.configure(sync_connection).get_current_revision()
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database_url), revision)

@@ -1,0 +1,39 @@
+"""Imports every model so that ``Base.metadata`` knows all tables (Alembic, tests)."""
+
+from kanvaro.audit.models import AuditChainHead, AuditLog
+from kanvaro.db import Base
+from kanvaro.identity.models import Invitation, RefreshToken, SigningKey, User, UserSession
+from kanvaro.tenancy.models import Role, Tenant
+from kanvaro.work.models import (
+    BudgetEntry,
+    Comment,
+    Invoice,
+    InvoiceLine,
+    Project,
+    ProjectMember,
+    Task,
+    TaskAssignee,
+    TimeEntry,
+)
+
+__all__ = [
+    "AuditChainHead",
+    "AuditLog",
+    "Base",
+    "BudgetEntry",
+    "Comment",
+    "Invitation",
+    "Invoice",
+    "InvoiceLine",
+    "Project",
+    "ProjectMember",
+    "RefreshToken",
+    "Role",
+    "SigningKey",
+    "Task",
+    "TaskAssignee",
+    "Tenant",
+    "TimeEntry",
+    "User",
+    "UserSession",
+]

@@ -1,0 +1,164 @@
+"""Password hashing (argon2id, bcrypt accepted for imports) and the password policy.
+
+Hashing costs ~25 ms of CPU, so the async helpers run it in a worker thread and the event loop
+keeps serving. ``verify_password`` always burns one hash, even for an unknown account, so that
+"no such user" and "wrong password" take the same time.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from importlib import resources
+
+import anyio.to_thread
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+from pwdlib.hashers.bcrypt import BcryptHasher
+
+
+@dataclass(frozen=True)
+class Argon2Params:
+    memory_kib: int = 19 * 1024
+    time_cost: int = 2
+    parallelism: int = 1
+
+
+class PasswordHasher:
+    def __init__(self, params: Argon2Params | None = None) -> None:
+        params = params or Argon2Params()
+        self._hash = PasswordHash(
+            (
+                Argon2Hasher(
+                    memory_cost=params.memory_kib,
+                    time_cost=params.time_cost,
+                    parallelism=params.parallelism,
+                ),
+                BcryptHasher(),
+            )
+        )
+        # A real hash of a random value: verifying against it costs the same as a real check.
+        self._dummy = self._hash.hash("kanvaro-timing-equaliser-" + "x" * 16)
+
+    def hash(self, password: str) -> str:
+        return self._hash.hash(password)
+
+    def verify(self, password: str, stored: str | None) -> tuple[bool, str | None]:
+        """Return (valid, new_hash); new_hash is set when the stored hash should be upgraded."""
+        if not stored:
+            self._hash.verify(password, self._dummy)
+            return False, None
+        try:
+            return self._hash.verify_and_update(password, stored)
+        except Exception:  # an unknown or corrupt hash format never authenticates
+            self._hash.verify(password, self._dummy)
+            return False, None
+
+    async def hash_async(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(self.hash, password)
+
+    async def verify_async(self, password: str, stored: str | None) -> tuple[bool, str | None]:
+        return await anyio.to_thread.run_sync(self.verify, password, stored)
+
+
+# ---------------------------------------------------------------------------------------------
+# Policy
+
+
+@dataclass(frozen=True)
+class PasswordPolicy:
+    """The seed's policy as the default; tenants may tighten or relax it (not below 8)."""
+
+    min_length: int = 8
+    max_length: int = 128
+    require_upper: bool = True
+    require_lower: bool = True
+    require_digit: bool = True
+    require_special: bool = True
+    check_blocklist: bool = True
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, data: dict[str, object] | None) -> PasswordPolicy:
+        data = data or {}
+        names = {
+            "minLength": "min_length",
+            "maxLength": "max_length",
+            "requireUpper": "require_upper",
+            "requireLower": "require_lower",
+            "requireDigit": "require_digit",
+            "requireSpecial": "require_special",
+            "checkBlocklist": "check_blocklist",
+        }
+        kwargs = {py: data[js] for js, py in names.items() if js in data}
+        policy = cls(**kwargs)  # type: ignore[arg-type]
+        if (
+            policy.min_length < 8
+            or policy.max_length > 1024
+            or policy.min_length > policy.max_length
+        ):
+            raise ValueError(
+                "password policy lengths must satisfy 8 <= minLength <= maxLength <= 1024"
+            )
+        return policy
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "minLength": self.min_length,
+            "maxLength": self.max_length,
+            "requireUpper": self.require_upper,
+            "requireLower": self.require_lower,
+            "requireDigit": self.require_digit,
+            "requireSpecial": self.require_special,
+            "checkBlocklist": self.check_blocklist,
+        }
+
+    def problems(self, password: str, *, context: tuple[str, ...] = ()) -> list[str]:
+        """Every way the password fails the policy (empty when it passes)."""
+        errors: list[str] = []
+        length = len(password)
+        if length < self.min_length:
+            errors.append(f"must be at least {self.min_length} characters long")
+        if length > self.max_length:
+            errors.append(f"must be at most {self.max_length} characters long")
+        if self.require_upper and not any(c.isupper() for c in password):
+            errors.append("must contain an uppercase letter")
+        if self.require_lower and not any(c.islower() for c in password):
+            errors.append("must contain a lowercase letter")
+        if self.require_digit and not any(c.isdigit() for c in password):
+            errors.append("must contain a digit")
+        if self.require_special and not any(_is_special(c) for c in password):
+            errors.append("must contain a special character")
+        if self.check_blocklist and is_common_password(password, context=context):
+            errors.append("is too common or too close to your name or email")
+        return errors
+
+
+def _is_special(char: str) -> bool:
+    return not char.isalnum() and not char.isspace()
+
+
+_FOLD = re.compile(r"[^a-z0-9]")
+
+
+def _fold(value: str) -> str:
+    value = unicodedata.normalize("NFKC", value).casefold()
+    return _FOLD.sub("", value)
+
+
+@functools.cache
+def _blocklist() -> frozenset[str]:
+    text = resources.files("kanvaro.data").joinpath("common-passwords.txt").read_text("utf-8")
+    return frozenset(_fold(line) for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def is_common_password(password: str, *, context: tuple[str, ...] = ()) -> bool:
+    """True for a listed password, also with digits/symbols bolted on (``Password123!``)."""
+    folded = _fold(password)
+    stripped = folded.rstrip("0123456789")
+    words = _blocklist()
+    if folded in words or stripped in words:
+        return True
+    return any(part and len(part) >= 4 and part in folded for part in map(_fold, context))

@@ -1,0 +1,307 @@
+"""Projects and their members: service functions (no HTTP) and the thin routers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy import select
+
+from kanvaro.audit import service as audit
+from kanvaro.deps import Ctx, require
+from kanvaro.errors import Conflict, NotFound
+from kanvaro.identity.models import User
+from kanvaro.schemas import Page, page_of, paginate
+from kanvaro.security.permissions import Permission as P
+from kanvaro.work.common import (
+    check_version,
+    get_or_404,
+    get_project,
+    set_etag,
+    stamp,
+    visible_projects,
+)
+from kanvaro.work.models import Project, ProjectMember
+from kanvaro.work.schemas import (
+    MemberCreate,
+    MemberOut,
+    MemberUpdate,
+    ProjectCreate,
+    ProjectOut,
+    ProjectStatus,
+    ProjectUpdate,
+)
+
+PROJECT_FIELDS = (
+    "name",
+    "description",
+    "status",
+    "budget_minor",
+    "currency",
+    "start_date",
+    "end_date",
+)
+MEMBER_FIELDS = ("project_id", "user_id", "project_role")
+
+router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
+IfMatch = Annotated[str | None, Header(alias="If-Match")]
+
+
+# --- service ---------------------------------------------------------------------------------
+
+
+async def create_project(ctx: Ctx, data: ProjectCreate) -> Project:
+    project = Project(id=uuid.uuid4(), tenant_id=ctx.tenant_id, **data.model_dump())
+    stamp(project, ctx, created=True)
+    ctx.db.add(project)
+    await ctx.db.flush()
+    if ctx.principal.project_scoped:
+        # A project-scoped creator must be able to see what they made.
+        ctx.db.add(
+            ProjectMember(
+                id=uuid.uuid4(),
+                tenant_id=ctx.tenant_id,
+                project_id=project.id,
+                user_id=ctx.actor_id,
+                project_role="manager",
+                created_by=ctx.actor_id,
+                updated_by=ctx.actor_id,
+            )
+        )
+    await audit.record(
+        ctx.db,
+        action="api:project:create",
+        category="business_operations",
+        tenant_id=ctx.tenant_id,
+        context=ctx.audit,
+        resource_type="project",
+        resource_id=project.id,
+        changes=audit.diff(None, audit.snapshot(project, PROJECT_FIELDS)),
+    )
+    return project
+
+
+async def update_project(
+    ctx: Ctx, project: Project, data: ProjectUpdate, if_match: str | None
+) -> Project:
+    check_version(project.version, data.version, if_match)
+    before = audit.snapshot(project, PROJECT_FIELDS)
+    for name, value in data.model_dump(exclude_unset=True, exclude={"version"}).items():
+        if value is None and name in ("name", "status", "currency"):
+            raise Conflict(f"{name} cannot be null.")
+        setattr(project, name, value)
+    if project.start_date and project.end_date and project.end_date < project.start_date:
+        raise Conflict("endDate must not be before startDate.")
+    stamp(project, ctx)
+    await ctx.db.flush()
+    await audit.record(
+        ctx.db,
+        action="api:project:update",
+        category="business_operations",
+        tenant_id=ctx.tenant_id,
+        context=ctx.audit,
+        resource_type="project",
+        resource_id=project.id,
+        changes=audit.diff(before, audit.snapshot(project, PROJECT_FIELDS)),
+    )
+    return project
+
+
+async def delete_project(ctx: Ctx, project: Project) -> None:
+    before = audit.snapshot(project, PROJECT_FIELDS)
+    await ctx.db.delete(project)
+    await ctx.db.flush()
+    await audit.record(
+        ctx.db,
+        action="api:project:delete",
+        category="business_operations",
+        tenant_id=ctx.tenant_id,
+        context=ctx.audit,
+        resource_type="project",
+        resource_id=project.id,
+        changes=audit.diff(before, None),
+    )
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+@router.get("", response_model=Page[ProjectOut], response_model_by_alias=True)
+async def list_projects(
+    ctx: Annotated[Ctx, require(P.PROJECT_READ)],
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    status: ProjectStatus | None = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+) -> dict[str, Any]:
+    stmt = visible_projects(ctx, select(Project), Project.id)
+    if status:
+        stmt = stmt.where(Project.status == status)
+    if q:
+        stmt = stmt.where(Project.name.ilike(f"%{_escape_like(q)}%", escape="\\"))
+    rows = (await ctx.db.execute(paginate(stmt, Project, cursor, limit))).scalars().all()
+    return page_of(list(rows), limit, ProjectOut.model_validate)
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@router.post("", status_code=201, response_model=ProjectOut, response_model_by_alias=True)
+async def post_project(
+    body: ProjectCreate, response: Response, ctx: Annotated[Ctx, require(P.PROJECT_CREATE)]
+) -> Project:
+    project = await create_project(ctx, body)
+    set_etag(response, project.version)
+    response.headers["Location"] = f"/api/v1/projects/{project.id}"
+    return project
+
+
+@router.get("/{project_id}", response_model=ProjectOut, response_model_by_alias=True)
+async def get_one(
+    project_id: uuid.UUID, response: Response, ctx: Annotated[Ctx, require(P.PROJECT_READ)]
+) -> Project:
+    project = await get_project(ctx, project_id)
+    set_etag(response, project.version)
+    return project
+
+
+@router.patch("/{project_id}", response_model=ProjectOut, response_model_by_alias=True)
+async def patch_project(
+    project_id: uuid.UUID,
+    body: ProjectUpdate,
+    response: Response,
+    ctx: Annotated[Ctx, require(P.PROJECT_UPDATE)],
+    if_match: IfMatch = None,
+) -> Project:
+    project = await update_project(ctx, await get_project(ctx, project_id), body, if_match)
+    set_etag(response, project.version)
+    return project
+
+
+@router.delete("/{project_id}", status_code=204)
+async def remove_project(
+    project_id: uuid.UUID, ctx: Annotated[Ctx, require(P.PROJECT_DELETE)]
+) -> Response:
+    await delete_project(ctx, await get_project(ctx, project_id))
+    return Response(status_code=204)
+
+
+# --- members ---------------------------------------------------------------------------------
+
+
+@router.get("/{project_id}/members", response_model=Page[MemberOut], response_model_by_alias=True)
+async def list_members(
+    project_id: uuid.UUID,
+    ctx: Annotated[Ctx, require(P.PROJECT_READ)],
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    await get_project(ctx, project_id)
+    stmt = select(ProjectMember).where(ProjectMember.project_id == project_id)
+    rows = (await ctx.db.execute(paginate(stmt, ProjectMember, cursor, limit))).scalars().all()
+    return page_of(list(rows), limit, MemberOut.model_validate)
+
+
+@router.post(
+    "/{project_id}/members", status_code=201, response_model=MemberOut, response_model_by_alias=True
+)
+async def add_member(
+    project_id: uuid.UUID, body: MemberCreate, ctx: Annotated[Ctx, require(P.PROJECT_UPDATE)]
+) -> ProjectMember:
+    await get_project(ctx, project_id)
+    # A scoped query: a user of another tenant is "unknown", never "forbidden".
+    if not (await ctx.db.execute(select(User.id).where(User.id == body.user_id))).first():
+        raise NotFound(
+            "No such user.", errors=[{"field": "userId", "in": "body", "message": "unknown user"}]
+        )
+    exists = await ctx.db.execute(
+        select(ProjectMember.id).where(
+            ProjectMember.project_id == project_id, ProjectMember.user_id == body.user_id
+        )
+    )
+    if exists.first():
+        raise Conflict("The user is already a member of this project.")
+    member = ProjectMember(
+        id=uuid.uuid4(),
+        tenant_id=ctx.tenant_id,
+        project_id=project_id,
+        user_id=body.user_id,
+        project_role=body.project_role,
+    )
+    stamp(member, ctx, created=True)
+    ctx.db.add(member)
+    await ctx.db.flush()
+    await audit.record(
+        ctx.db,
+        action="api:project_member:create",
+        category="permissions",
+        tenant_id=ctx.tenant_id,
+        context=ctx.audit,
+        resource_type="project_member",
+        resource_id=member.id,
+        changes=audit.diff(None, audit.snapshot(member, MEMBER_FIELDS)),
+    )
+    return member
+
+
+async def _member(ctx: Ctx, project_id: uuid.UUID, member_id: uuid.UUID) -> ProjectMember:
+    await get_project(ctx, project_id)
+    return await get_or_404(
+        ctx.db,
+        select(ProjectMember).where(
+            ProjectMember.id == member_id, ProjectMember.project_id == project_id
+        ),
+        "member",
+    )
+
+
+@router.patch(
+    "/{project_id}/members/{member_id}", response_model=MemberOut, response_model_by_alias=True
+)
+async def patch_member(
+    project_id: uuid.UUID,
+    member_id: uuid.UUID,
+    body: MemberUpdate,
+    ctx: Annotated[Ctx, require(P.PROJECT_UPDATE)],
+    if_match: IfMatch = None,
+) -> ProjectMember:
+    member = await _member(ctx, project_id, member_id)
+    check_version(member.version, body.version, if_match)
+    before = audit.snapshot(member, MEMBER_FIELDS)
+    member.project_role = body.project_role
+    stamp(member, ctx)
+    await ctx.db.flush()
+    await audit.record(
+        ctx.db,
+        action="api:project_member:update",
+        category="permissions",
+        tenant_id=ctx.tenant_id,
+        context=ctx.audit,
+        resource_type="project_member",
+        resource_id=member.id,
+        changes=audit.diff(before, audit.snapshot(member, MEMBER_FIELDS)),
+    )
+    return member
+
+
+@router.delete("/{project_id}/members/{member_id}", status_code=204)
+async def remove_member(
+    project_id: uuid.UUID, member_id: uuid.UUID, ctx: Annotated[Ctx, require(P.PROJECT_UPDATE)]
+) -> Response:
+    member = await _member(ctx, project_id, member_id)
+    before = audit.snapshot(member, MEMBER_FIELDS)
+    await ctx.db.delete(member)
+    await ctx.db.flush()
+    await audit.record(
+        ctx.db,
+        action="api:project_member:delete",
+        category="permissions",
+        tenant_id=ctx.tenant_id,
+        context=ctx.audit,
+        resource_type="project_member",
+        resource_id=member.id,
+        changes=audit.diff(before, None),
+    )
+    return Response(status_code=204)

@@ -1,0 +1,83 @@
+"""Request and response bodies of the work resources (camelCase on the wire)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from kanvaro.schemas import ApiModel, Currency, OutModel, PlainText, RichText
+
+ProjectStatus = Literal["planning", "active", "on-hold", "completed", "cancelled"]
+ProjectRole = Literal["manager", "contributor", "observer"]
+ProjectName = PlainText(1, 100)
+ProjectDescription = RichText(1000)
+
+
+def _dates_in_order(start: date | None, end: date | None) -> None:
+    if start and end and end < start:
+        raise ValueError("endDate must not be before startDate")
+
+
+class ProjectCreate(ApiModel):
+    name: ProjectName
+    description: ProjectDescription = ""
+    status: ProjectStatus = "planning"
+    budget_minor: int | None = Field(default=None, ge=0, le=10**15)
+    currency: Currency = "USD"
+    start_date: date | None = None
+    end_date: date | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> ProjectCreate:
+        _dates_in_order(self.start_date, self.end_date)
+        return self
+
+
+class ProjectUpdate(ApiModel):
+    name: ProjectName | None = None
+    description: ProjectDescription | None = None
+    status: ProjectStatus | None = None
+    budget_minor: int | None = Field(default=None, ge=0, le=10**15)
+    currency: Currency | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    version: int | None = Field(default=None, ge=1)
+
+
+class ProjectOut(OutModel):
+    id: uuid.UUID
+    name: str
+    description: str
+    status: str
+    budget_minor: int | None
+    currency: str
+    start_date: date | None
+    end_date: date | None
+    created_by: uuid.UUID | None
+    updated_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class MemberCreate(ApiModel):
+    user_id: uuid.UUID
+    project_role: ProjectRole = "contributor"
+
+
+class MemberUpdate(ApiModel):
+    project_role: ProjectRole
+    version: int | None = Field(default=None, ge=1)
+
+
+class MemberOut(OutModel):
+    id: uuid.UUID
+    project_id: uuid.UUID
+    user_id: uuid.UUID
+    project_role: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
