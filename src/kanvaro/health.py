@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from kanvaro.deps import public, services_of
-from kanvaro.migrate import current_revision, head_revision
+from kanvaro.migrate import current_revisions, head_revisions
 
 router = APIRouter(tags=["health"])
 
@@ -24,9 +24,9 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         async with services.db.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-            revision = await conn.run_sync(current_revision)
+            revisions = await conn.run_sync(current_revisions)
         checks["database"] = "ok"
-        checks["migrations"] = "ok" if revision == head_revision() else "pending"
+        checks["migrations"] = "ok" if revisions == head_revisions() else "pending"
     except Exception as exc:  # any failure means not ready; the reason is the type only
         checks["database"] = f"unavailable ({type(exc).__name__})"
         checks.setdefault("migrations", "unknown")

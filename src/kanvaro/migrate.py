@@ -23,14 +23,14 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def head_revision() -> str | None:
+def head_revisions() -> frozenset[str]:
     script = ScriptDirectory(str(_script_location()))
-    return script.get_current_head()
+    return frozenset(script.get_heads())
 
 
-def current_revision(sync_connection: Any) -> str | None:
-    return MigrationContext.configure(sync_connection).get_current_revision()
+def current_revisions(sync_connection: Any) -> frozenset[str]:
+    return frozenset(MigrationContext.configure(sync_connection).get_current_heads())
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     command.upgrade(alembic_config(database_url), revision)
