@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -34,4 +35,10 @@ async def _main() -> None:
 
 if context.is_offline_mode():
     raise SystemExit("offline migrations are not supported; run against a database")
-asyncio.run(_main())
+try:
+    asyncio.get_running_loop()
+except RuntimeError:
+    asyncio.run(_main())
+else:  # called from async code (tests, benchmarks): run on a loop of its own
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _main()).result()

@@ -1,0 +1,114 @@
+"""Request and response bodies of tasks and their comments (camelCase on the wire)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+
+from kanvaro.schemas import ApiModel, OutModel, PlainText, RichText
+
+TaskPriority = Literal["low", "medium", "high", "critical"]
+TaskStatus = Literal["todo", "in-progress", "review", "done", "cancelled"]
+TaskTitle = PlainText(1, 200)
+TaskDescription = RichText(10000)
+# A task has a handful of assignees; the cap keeps one request from fanning out unboundedly.
+MAX_ASSIGNEES = 50
+
+
+def _not_blank(value: str) -> str:
+    # Checked after sanitizing: "<script>…</script>" alone must not become an empty comment.
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+CommentBody = Annotated[RichText(5000), AfterValidator(_not_blank)]
+
+
+class PatchModel(ApiModel):
+    """A PATCH body: absent fields stay as they are; ``null`` is refused for required columns.
+
+    Refusing ``null`` here (422 naming the field) keeps the service free of per-field checks.
+    """
+
+    not_null: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_null(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name in cls.not_null:
+            raise ValueError("must not be null")
+        return value
+
+
+def _unique_ids(value: list[uuid.UUID]) -> list[uuid.UUID]:
+    if len(set(value)) != len(value):
+        raise ValueError("must not repeat a user")
+    return value
+
+
+AssigneeIds = Annotated[
+    list[uuid.UUID], Field(max_length=MAX_ASSIGNEES), AfterValidator(_unique_ids)
+]
+
+
+class TaskCreate(ApiModel):
+    project_id: uuid.UUID
+    title: TaskTitle
+    description: TaskDescription = ""
+    priority: TaskPriority = "medium"
+    status: TaskStatus = "todo"
+    due_date: date | None = None
+    assignee_ids: AssigneeIds = Field(default_factory=list)
+
+
+class TaskUpdate(PatchModel):
+    not_null = frozenset({"title", "description", "priority", "status", "assignee_ids"})
+
+    title: TaskTitle | None = None
+    description: TaskDescription | None = None
+    priority: TaskPriority | None = None
+    status: TaskStatus | None = None
+    due_date: date | None = None
+    assignee_ids: AssigneeIds | None = None
+    version: int | None = Field(default=None, ge=1)
+
+
+class TaskOut(OutModel):
+    id: uuid.UUID
+    project_id: uuid.UUID
+    title: str
+    description: str
+    priority: str
+    status: str
+    due_date: date | None
+    assignee_ids: list[uuid.UUID]
+    created_by: uuid.UUID | None
+    updated_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class CommentCreate(ApiModel):
+    body: CommentBody
+
+
+class CommentUpdate(PatchModel):
+    not_null = frozenset({"body"})
+
+    body: CommentBody | None = None
+    version: int | None = Field(default=None, ge=1)
+
+
+class CommentOut(OutModel):
+    id: uuid.UUID
+    task_id: uuid.UUID
+    author_id: uuid.UUID | None
+    body: str
+    created_at: datetime
+    updated_at: datetime
+    version: int

@@ -1,0 +1,61 @@
+"""Request and response bodies of time entries (camelCase on the wire).
+
+Hours are decimals with at most two places (``"1.25"`` or ``1.25``); a float with more
+precision (``1.234``) is refused rather than rounded, and they are returned as strings so no
+client parses them into binary floating point by accident.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date as Date
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import Field
+
+from kanvaro.schemas import ApiModel, OutModel, PlainText
+from kanvaro.work.schemas_tasks import PatchModel
+
+Hours = Annotated[Decimal, Field(gt=0, le=24, max_digits=4, decimal_places=2)]
+TimeDescription = PlainText(0, 1000)
+
+
+class TimeEntryCreate(ApiModel):
+    project_id: uuid.UUID
+    task_id: uuid.UUID | None = None
+    user_id: uuid.UUID | None = None  # someone else needs time:manage
+    entry_date: Date = Field(alias="date")
+    hours: Hours
+    description: TimeDescription = ""
+    billable: bool = True
+
+
+class TimeEntryUpdate(PatchModel):
+    not_null = frozenset({"project_id", "user_id", "entry_date", "hours", "description", "billable"})
+
+    project_id: uuid.UUID | None = None
+    task_id: uuid.UUID | None = None
+    user_id: uuid.UUID | None = None
+    entry_date: Date | None = Field(default=None, alias="date")
+    hours: Hours | None = None
+    description: TimeDescription | None = None
+    billable: bool | None = None
+    version: int | None = Field(default=None, ge=1)
+
+
+class TimeEntryOut(OutModel):
+    id: uuid.UUID
+    project_id: uuid.UUID
+    task_id: uuid.UUID | None
+    user_id: uuid.UUID | None
+    entry_date: Date = Field(alias="date")
+    hours: Decimal
+    description: str
+    billable: bool
+    created_by: uuid.UUID | None
+    updated_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    version: int

@@ -1,0 +1,273 @@
+"""Tasks and their assignees: service functions (no HTTP) and the thin router."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy import delete, select
+
+from kanvaro.audit import service as audit
+from kanvaro.db import utcnow
+from kanvaro.deps import Ctx, require
+from kanvaro.errors import Forbidden, NotFound
+from kanvaro.identity.models import User
+from kanvaro.schemas import Page, page_of, paginate
+from kanvaro.security.permissions import Permission as P
+from kanvaro.work.common import check_version, get_project, set_etag, stamp, visible_projects
+from kanvaro.work.models import Task, TaskAssignee
+from kanvaro.work.schemas_tasks import TaskCreate, TaskOut, TaskPriority, TaskStatus, TaskUpdate
+
+TASK_FIELDS = ("project_id", "title", "description", "priority", "status", "due_date")
+
+router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+IfMatch = Annotated[str | None, Header(alias="If-Match")]
+security_log = structlog.get_logger("kanvaro.security")
+
+
+# --- helpers shared with the comments module ------------------------------------------------
+
+
+def deny(ctx: Ctx, permission: str, detail: str) -> Forbidden:
+    """A refusal decided inside a handler: a security event, then 403 for the caller.
+
+    The request's transaction rolls back with the 403, so the event goes to the security log
+    rather than into the audit chain of this transaction.
+    """
+    security_log.warning(
+        "permission_denied",
+        user_id=str(ctx.actor_id),
+        tenant_id=str(ctx.principal.tenant_id),
+        permission=permission,
+        method=ctx.request.method,
+        path=ctx.request.url.path,
+    )
+    return Forbidden(detail)
+
+
+async def get_task(ctx: Ctx, task_id: uuid.UUID) -> Task:
+    """The task, if it exists in this tenant and its project is visible to the caller."""
+    stmt = visible_projects(ctx, select(Task).where(Task.id == task_id), Task.project_id)
+    task = (await ctx.db.execute(stmt)).scalar_one_or_none()
+    if task is None:
+        raise NotFound("No such task.")
+    return task
+
+
+async def assignees_of(ctx: Ctx, task_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Assignee ids per task, in one query for a whole page."""
+    ids = list(task_ids)
+    out: dict[uuid.UUID, list[uuid.UUID]] = {t: [] for t in ids}
+    if not ids:
+        return out
+    rows = await ctx.db.execute(
+        select(TaskAssignee.task_id, TaskAssignee.user_id)
+        .where(TaskAssignee.task_id.in_(ids))
+        .order_by(TaskAssignee.task_id, TaskAssignee.user_id)
+    )
+    for task_id, user_id in rows:
+        out[task_id].append(user_id)
+    return out
+
+
+def task_out(task: Task, assignee_ids: Sequence[uuid.UUID]) -> TaskOut:
+    return TaskOut.model_validate({**_columns(task), "assignee_ids": list(assignee_ids)})
+
+
+def _columns(task: Task) -> dict[str, Any]:
+    return {c.key: getattr(task, c.key) for c in Task.__table__.columns}
+
+
+def _snapshot(task: Task, assignee_ids: Iterable[uuid.UUID]) -> dict[str, Any]:
+    return {
+        **audit.snapshot(task, TASK_FIELDS),
+        "assignee_ids": sorted(str(a) for a in assignee_ids),
+    }
+
+
+async def _record(ctx: Ctx, action: str, task: Task, before: Any, after: Any) -> None:
+    await audit.record(
+        ctx.db,
+        action=f"api:task:{action}",
+        category="business_operations",
+        tenant_id=ctx.tenant_id,
+        context=ctx.audit,
+        resource_type="task",
+        resource_id=task.id,
+        changes=audit.diff(before, after),
+    )
+
+
+async def _check_assignees(ctx: Ctx, user_ids: list[uuid.UUID]) -> None:
+    """Assignees must be active users of this tenant (another tenant's user is unknown)."""
+    if not user_ids:
+        return
+    found = set(
+        (
+            await ctx.db.execute(
+                select(User.id).where(User.id.in_(user_ids), User.is_active.is_(True))
+            )
+        ).scalars()
+    )
+    unknown = [u for u in user_ids if u not in found]
+    if unknown:
+        raise NotFound(
+            "No such user.",
+            errors=[
+                {"field": "assigneeIds", "in": "body", "message": f"unknown user {u}"}
+                for u in unknown
+            ],
+        )
+
+
+async def _set_assignees(
+    ctx: Ctx, task: Task, current: list[uuid.UUID], wanted: list[uuid.UUID]
+) -> None:
+    gone = set(current) - set(wanted)
+    if gone:
+        await ctx.db.execute(
+            delete(TaskAssignee).where(
+                TaskAssignee.task_id == task.id, TaskAssignee.user_id.in_(gone)
+            )
+        )
+    for user_id in wanted:
+        if user_id not in current:
+            ctx.db.add(
+                TaskAssignee(
+                    id=uuid.uuid4(), tenant_id=ctx.tenant_id, task_id=task.id, user_id=user_id
+                )
+            )
+
+
+# --- service ---------------------------------------------------------------------------------
+
+
+async def create_task(ctx: Ctx, data: TaskCreate) -> tuple[Task, list[uuid.UUID]]:
+    await get_project(ctx, data.project_id)
+    if data.assignee_ids and not ctx.principal.has(P.TASK_ASSIGN):
+        raise deny(ctx, P.TASK_ASSIGN, "Assigning people needs permission task:assign.")
+    await _check_assignees(ctx, data.assignee_ids)
+    task = Task(
+        id=uuid.uuid4(), tenant_id=ctx.tenant_id, **data.model_dump(exclude={"assignee_ids"})
+    )
+    stamp(task, ctx, created=True)
+    ctx.db.add(task)
+    await ctx.db.flush()
+    await _set_assignees(ctx, task, [], data.assignee_ids)
+    await ctx.db.flush()
+    await _record(ctx, "create", task, None, _snapshot(task, data.assignee_ids))
+    return task, sorted(data.assignee_ids)
+
+
+async def update_task(
+    ctx: Ctx, task: Task, data: TaskUpdate, if_match: str | None
+) -> tuple[Task, list[uuid.UUID]]:
+    check_version(task.version, data.version, if_match)
+    current = (await assignees_of(ctx, [task.id]))[task.id]
+    reassign = data.assignee_ids is not None and set(data.assignee_ids) != set(current)
+    wanted = data.assignee_ids if reassign and data.assignee_ids is not None else current
+    if reassign:
+        if not ctx.principal.has(P.TASK_ASSIGN):
+            raise deny(ctx, P.TASK_ASSIGN, "Changing assignees needs permission task:assign.")
+        await _check_assignees(ctx, wanted)
+    before = _snapshot(task, current)
+    for name, value in data.model_dump(
+        exclude_unset=True, exclude={"version", "assignee_ids"}
+    ).items():
+        setattr(task, name, value)
+    stamp(task, ctx)
+    if reassign:
+        await _set_assignees(ctx, task, current, wanted)
+        # Assignees live in their own table: touch the task so its version moves too.
+        task.updated_at = utcnow()
+    await ctx.db.flush()
+    await _record(ctx, "update", task, before, _snapshot(task, wanted))
+    return task, sorted(wanted)
+
+
+async def delete_task(ctx: Ctx, task: Task) -> None:
+    current = (await assignees_of(ctx, [task.id]))[task.id]
+    before = _snapshot(task, current)
+    # Comments and assignees go with the task (ON DELETE CASCADE); time entries stay and
+    # lose their task link (ON DELETE SET NULL), so logged hours are never destroyed.
+    await ctx.db.delete(task)
+    await ctx.db.flush()
+    await _record(ctx, "delete", task, before, None)
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+@router.get("", response_model=Page[TaskOut], response_model_by_alias=True)
+async def list_tasks(
+    ctx: Annotated[Ctx, require(P.TASK_READ)],
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    project_id: Annotated[uuid.UUID | None, Query(alias="projectId")] = None,
+    status: TaskStatus | None = None,
+    priority: TaskPriority | None = None,
+    assignee_id: Annotated[uuid.UUID | None, Query(alias="assigneeId")] = None,
+    due_before: Annotated[date | None, Query(alias="dueBefore")] = None,
+    due_after: Annotated[date | None, Query(alias="dueAfter")] = None,
+) -> dict[str, Any]:
+    """Filters combine with AND; ``dueBefore``/``dueAfter`` are inclusive."""
+    stmt = visible_projects(ctx, select(Task), Task.project_id)
+    if project_id:
+        stmt = stmt.where(Task.project_id == project_id)
+    if status:
+        stmt = stmt.where(Task.status == status)
+    if priority:
+        stmt = stmt.where(Task.priority == priority)
+    if assignee_id:
+        stmt = stmt.where(
+            Task.id.in_(select(TaskAssignee.task_id).where(TaskAssignee.user_id == assignee_id))
+        )
+    if due_before:
+        stmt = stmt.where(Task.due_date <= due_before)
+    if due_after:
+        stmt = stmt.where(Task.due_date >= due_after)
+    rows = list((await ctx.db.execute(paginate(stmt, Task, cursor, limit))).scalars().all())
+    assignees = await assignees_of(ctx, (t.id for t in rows[:limit]))
+    return page_of(rows, limit, lambda t: task_out(t, assignees[t.id]))
+
+
+@router.post("", status_code=201, response_model=TaskOut, response_model_by_alias=True)
+async def post_task(
+    body: TaskCreate, response: Response, ctx: Annotated[Ctx, require(P.TASK_CREATE)]
+) -> TaskOut:
+    task, assignees = await create_task(ctx, body)
+    set_etag(response, task.version)
+    response.headers["Location"] = f"/api/v1/tasks/{task.id}"
+    return task_out(task, assignees)
+
+
+@router.get("/{task_id}", response_model=TaskOut, response_model_by_alias=True)
+async def get_one(
+    task_id: uuid.UUID, response: Response, ctx: Annotated[Ctx, require(P.TASK_READ)]
+) -> TaskOut:
+    task = await get_task(ctx, task_id)
+    set_etag(response, task.version)
+    return task_out(task, (await assignees_of(ctx, [task.id]))[task.id])
+
+
+@router.patch("/{task_id}", response_model=TaskOut, response_model_by_alias=True)
+async def patch_task(
+    task_id: uuid.UUID,
+    body: TaskUpdate,
+    response: Response,
+    ctx: Annotated[Ctx, require(P.TASK_UPDATE)],
+    if_match: IfMatch = None,
+) -> TaskOut:
+    task, assignees = await update_task(ctx, await get_task(ctx, task_id), body, if_match)
+    set_etag(response, task.version)
+    return task_out(task, assignees)
+
+
+@router.delete("/{task_id}", status_code=204)
+async def remove_task(task_id: uuid.UUID, ctx: Annotated[Ctx, require(P.TASK_DELETE)]) -> Response:
+    await delete_task(ctx, await get_task(ctx, task_id))
+    return Response(status_code=204)
