@@ -113,7 +113,9 @@ def undeclared(app: FastAPI) -> list[str]:
 def app_routes() -> list[RouteInfo]:
     """The routes of a real app, built without touching a database (for parametrizing)."""
     settings = Settings(
-        data_dir=Path("/nonexistent-kanvaro-walk"), database_url="sqlite+aiosqlite://"
+        data_dir=Path("/nonexistent-kanvaro-walk"),
+        database_url="sqlite+aiosqlite://",
+        master_key="walk-only-" + "k" * 40,
     )
     return list(walk_routes(create_app(settings).routes))
 

@@ -23,8 +23,11 @@ API_PREFIX = "/api/v1"
 
 def _routers() -> list:  # type: ignore[type-arg]
     from kanvaro import health
+    from kanvaro.audit import log_routes as audit_log_routes
+    from kanvaro.audit import routes as audit_routes
+    from kanvaro.crypto import routes as key_routes
     from kanvaro.identity import auth_routes, user_routes
-    from kanvaro.tenancy import role_routes
+    from kanvaro.tenancy import role_routes, settings_routes
     from kanvaro.work import routes as work_routes
 
     return [
@@ -32,7 +35,11 @@ def _routers() -> list:  # type: ignore[type-arg]
         auth_routes.router,
         user_routes.router,
         role_routes.router,
+        key_routes.router,
+        settings_routes.router,
         *work_routes.routers,
+        audit_routes.router,
+        audit_log_routes.router,
     ]
 
 

@@ -9,13 +9,18 @@ from typing import Annotated
 
 import typer
 
+from kanvaro.audit.cli import app as audit_app
 from kanvaro.config import ConfigError, Settings, load_settings
+from kanvaro.crypto.cli import keys_app, secrets_app
 
 app = typer.Typer(
     help="Kanvaro: self-hosted project management with enterprise security.",
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(keys_app, name="keys")
+app.add_typer(secrets_app, name="secrets")
+app.add_typer(audit_app, name="audit")
 
 
 def _settings() -> Settings:

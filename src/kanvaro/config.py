@@ -25,6 +25,15 @@ PLACEHOLDERS = frozenset(
 REQUIRED_SECRETS: dict[str, int] = {"master_key": 32}
 
 
+# Every setting that holds a secret (each also read from KANVARO_<NAME>_FILE).
+SECRET_NAMES = ("master_key", "smtp_password", "vault_token")
+
+
+class KeyProviderName(StrEnum):
+    local = "local"
+    vault = "vault"
+
+
 class Environment(StrEnum):
     development = "development"
     production = "production"
@@ -84,7 +93,38 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     invitation_ttl_hours: int = Field(default=72, ge=1)
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    # Audit log and SIEM forwarding (docs/admin-guide.md "Audit log").
+    audit_checkpoint_interval_seconds: int = Field(default=3600, ge=0)  # 0: no periodic job
+    siem_syslog_udp: str | None = Field(default=None, pattern=r"^\S+:\d{1,5}$")  # host:port
+    siem_syslog_tcp: str | None = Field(default=None, pattern=r"^\S+:\d{1,5}$")  # host:port
+    siem_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    siem_queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+
+    # Keys and encryption (see docs/security-model.md "Keys and encryption").
+    key_provider: KeyProviderName = KeyProviderName.local
+    keystore_dir: Path | None = None  # local provider's per-user KEKs; default <data_dir>/keystore
+    vault_addr: str | None = None
+    vault_token: SecretStr | None = None
+    vault_transit_mount: str = "transit"
+    vault_transit_key: str = "kanvaro"
+    vault_user_key_prefix: str = "kanvaro-user-"
+    key_rotation_days: int = Field(default=90, ge=0)  # 0 turns automatic rotation off
+    reencrypt_batch_size: int = Field(default=500, ge=1, le=10_000)
+    reencrypt_pause_seconds: float = Field(default=0.0, ge=0)
+    key_maintenance_interval_seconds: int = Field(default=300, ge=0)  # 0: no background job
+    signing_key_reload_seconds: int = Field(default=60, ge=0)
+    encrypted_fields: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["users.phone"])
+    pii_redaction: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["email", "phone", "first_name", "last_name", "ip"]
+    )
+
+    # TLS (kanvaro serve --tls-cert/--tls-key). OpenSSL cipher string for TLS 1.2; TLS 1.3
+    # suites are fixed by OpenSSL and all modern.
+    tls_ciphers: str = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!SHA1:!RSA:!DSS"
+
+    @field_validator(
+        "cors_origins", "trusted_proxies", "encrypted_fields", "pii_redaction", mode="before"
+    )
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
@@ -102,7 +142,7 @@ class Settings(BaseSettings):
         """Fill every ``<name>`` secret from ``KANVARO_<NAME>_FILE`` when only that is set."""
         if not isinstance(data, dict):
             return data
-        for name in ("master_key", "smtp_password"):
+        for name in SECRET_NAMES:
             path = os.environ.get(f"KANVARO_{name.upper()}_FILE")
             if path and not data.get(name) and not os.environ.get(f"KANVARO_{name.upper()}"):
                 try:
@@ -126,15 +166,9 @@ class Settings(BaseSettings):
     def prepare(self) -> Settings:
         """Check secrets (production) or create and load them (development); returns self."""
         if self.is_production:
-            for name in REQUIRED_SECRETS:
-                value = getattr(self, name)
-                if value is None or value.get_secret_value().strip().lower() in PLACEHOLDERS:
-                    raise ConfigError(
-                        f"KANVARO_{name.upper()} (or KANVARO_{name.upper()}_FILE) is missing or a "
-                        "placeholder; production refuses to start without it"
-                    )
-                if len(value.get_secret_value()) < 32:
-                    raise ConfigError(f"KANVARO_{name.upper()} must be at least 32 characters")
+            problems = secret_problems(self)
+            if problems:
+                raise ConfigError("; ".join(problems) + "; production refuses to start")
             if not self.database_url:
                 raise ConfigError("KANVARO_DATABASE_URL is required in production")
             return self
@@ -145,6 +179,33 @@ class Settings(BaseSettings):
         return self
 
 
+def secret_problems(settings: Settings) -> list[str]:
+    """Every required secret that is missing, a placeholder or too short, by variable name.
+
+    Our ``validateSecrets`` (seed 000): it names variables and never includes a value.
+    """
+    required: dict[str, int] = {"master_key": 32}
+    if settings.key_provider is KeyProviderName.vault:
+        required["vault_token"] = 8
+        if not settings.vault_addr:
+            return [*_check(settings, required), "KANVARO_VAULT_ADDR is required for key_provider=vault"]
+    if settings.smtp_username:
+        required["smtp_password"] = 1
+    return _check(settings, required)
+
+
+def _check(settings: Settings, required: dict[str, int]) -> list[str]:
+    problems = []
+    for name, min_length in required.items():
+        var = f"KANVARO_{name.upper()}"
+        value = getattr(settings, name)
+        if value is None or value.get_secret_value().strip().lower() in PLACEHOLDERS:
+            problems.append(f"{var} (or {var}_FILE) is missing or a placeholder")
+        elif len(value.get_secret_value()) < min_length:
+            problems.append(f"{var} must be at least {min_length} characters")
+    return problems
+
+
 def _dev_secret(data_dir: Path, name: str, size: int) -> str:
     """Read a generated development secret, creating it (0600) on first use."""
     path = data_dir / "secrets" / name
@@ -152,7 +213,10 @@ def _dev_secret(data_dir: Path, name: str, size: int) -> str:
         return path.read_text(encoding="utf-8").strip()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     value = secrets.token_urlsafe(size)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process (a second worker, the CLI) was first: use its
+        return path.read_text(encoding="utf-8").strip()
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(value)
     return value

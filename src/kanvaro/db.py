@@ -12,11 +12,13 @@ explicit and greppable. On PostgreSQL the same context is written into the trans
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import (
     DateTime,
     ForeignKey,
@@ -274,6 +276,45 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+    # -- work that must outlive the request's transaction -------------------------------------
+    #
+    # A failed login, a refused permission or a replayed refresh token must leave an audit
+    # entry although the request's transaction is rolled back. Writing it in a second
+    # transaction *while* the first is open deadlocks on SQLite (the first holds the write
+    # lock from BEGIN IMMEDIATE), so such writes are queued and run, each in its own
+    # transaction, once the request's transaction has ended either way.
+
+    @asynccontextmanager
+    async def collecting_deferred(self) -> AsyncIterator[None]:
+        pending: list[DeferredJob] = []
+        _deferred.set(pending)
+        try:
+            yield
+        finally:
+            _deferred.set(None)
+            for job in pending:
+                await self._run_job(job)
+
+    async def after_transaction(self, job: DeferredJob) -> None:
+        pending = _deferred.get()
+        if pending is None:
+            await self._run_job(job)
+        else:
+            pending.append(job)
+
+    async def _run_job(self, job: DeferredJob) -> None:
+        try:
+            async with self.session(all_tenants=True) as session:
+                await job(session)
+        except Exception as exc:  # never mask the request's own outcome
+            structlog.get_logger("kanvaro.db").error(
+                "deferred_write_failed", error_type=type(exc).__name__
+            )
+
+
+DeferredJob = Callable[[AsyncSession], Awaitable[Any]]
+_deferred: ContextVar[list[DeferredJob] | None] = ContextVar("kanvaro_deferred", default=None)
 
 
 def new_id() -> uuid.UUID:

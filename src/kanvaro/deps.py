@@ -174,7 +174,7 @@ async def _load_principal(session: AsyncSession, claims: dict[str, Any]) -> Prin
 async def record_denied(
     services: Services, request: Request, principal: Principal, needed: str
 ) -> None:
-    """A refusal is a security event and an audit entry, in its own transaction."""
+    """A refusal is a security event and an audit entry (written after the rollback)."""
     security_log.warning(
         "permission_denied",
         user_id=str(principal.user_id),
@@ -184,18 +184,21 @@ async def record_denied(
         path=request.url.path,
         ip=request_ip(request),
     )
-    tenant_id = principal.tenant_id
-    async with services.db.session(tenant_id=tenant_id, all_tenants=tenant_id is None) as session:
+    context = audit_context(request, principal.user_id)
+    changes = {"permission": needed, "method": request.method, "path": request.url.path}
+
+    async def write(session: AsyncSession) -> None:
         await audit.record(
             session,
             action="api:permission:denied",
             category="permissions",
-            tenant_id=tenant_id,
-            context=audit_context(request, principal.user_id),
+            tenant_id=principal.tenant_id,
+            context=context,
             resource_type="route",
-            resource_id=None,
-            changes={"permission": needed, "method": request.method, "path": request.url.path},
+            changes=changes,
         )
+
+    await services.db.after_transaction(write)
 
 
 def _dependency(permissions: tuple[Permission, ...]) -> Any:
@@ -203,11 +206,14 @@ def _dependency(permissions: tuple[Permission, ...]) -> Any:
         services = services_of(request)
         token = _bearer(request)
         try:
-            claims = services.tokens.verify(token, ACCESS)
+            claims = await services.verify_token(token, ACCESS)
         except TokenError as exc:
             raise Unauthorized(str(exc).capitalize() + ".") from None
         claimed_tenant = claims.get("tid")
-        async with services.db.session(all_tenants=True) as session:
+        async with (
+            services.db.collecting_deferred(),
+            services.db.session(all_tenants=True) as session,
+        ):
             # Authenticate across tenants (the super admin has none), then narrow at once.
             principal = await _load_principal(session, claims)
             if str(principal.tenant_id or "") != str(claimed_tenant or ""):
@@ -227,7 +233,11 @@ def _dependency(permissions: tuple[Permission, ...]) -> Any:
                             ],
                         )
                     principal = _with_tenant(principal, target)
-            await switch_tenant(session, principal.tenant_id)
+            if not (principal.is_super_admin and not permissions):
+                await switch_tenant(session, principal.tenant_id)
+            # else: the super admin's own rows (user, sessions) belong to no tenant, so the
+            # self-service routes (authenticated(): me, logout, password) keep the instance-wide
+            # session; every require() route is narrowed (and answers 400 without a tenant).
             missing = [p.value for p in permissions if not principal.has(p.value)]
             if missing:
                 await record_denied(services, request, principal, missing[0])
@@ -262,7 +272,8 @@ def authenticated() -> Any:
 
 
 async def _public_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with services_of(request).db.session(all_tenants=True) as session:
+    db = services_of(request).db
+    async with db.collecting_deferred(), db.session(all_tenants=True) as session:
         yield session
 
 

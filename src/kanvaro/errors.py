@@ -206,6 +206,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(
             exc.status_code,
             detail=detail,
+            type_suffix="body-too-large" if exc.status_code == 413 else None,
             instance=request.url.path,
             headers=dict(exc.headers or {}),
         )

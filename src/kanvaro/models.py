@@ -1,6 +1,7 @@
 """Imports every model so that ``Base.metadata`` knows all tables (Alembic, tests)."""
 
 from kanvaro.audit.models import AuditChainHead, AuditLog
+from kanvaro.crypto.models import EncryptionKey, KeyRotation
 from kanvaro.db import Base
 from kanvaro.identity.models import Invitation, RefreshToken, SigningKey, User, UserSession
 from kanvaro.tenancy.models import Role, Tenant
@@ -22,9 +23,11 @@ __all__ = [
     "Base",
     "BudgetEntry",
     "Comment",
+    "EncryptionKey",
     "Invitation",
     "Invoice",
     "InvoiceLine",
+    "KeyRotation",
     "Project",
     "ProjectMember",
     "RefreshToken",

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from kanvaro.config import Settings
+from kanvaro.crypto.keyring import Keyring
+from kanvaro.crypto.providers import make_provider
 from kanvaro.db import Database
 from kanvaro.identity.keys import load_keys
 from kanvaro.notify.email import Mailer, OutboxMailer, SmtpMailer
 from kanvaro.security.client_ip import Network, parse_networks
 from kanvaro.security.passwords import Argon2Params, PasswordHasher
 from kanvaro.security.throttle import LoginThrottle, make_storage
-from kanvaro.security.tokens import TokenService
+from kanvaro.security.tokens import TokenError, TokenService
 
 
 @dataclass
@@ -23,7 +29,12 @@ class Services:
     throttle: LoginThrottle
     mailer: Mailer
     trusted_proxies: tuple[Network, ...] = field(default_factory=tuple)
+    keyring: Keyring | None = None
+    audit: Any = None  # kanvaro.audit.runtime.AuditRuntime once started
     started: bool = False
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _last_key_reload: float = 0.0
+    key_reload_min_interval: float = 5.0
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -41,9 +52,15 @@ class Services:
             )
         else:
             mailer = OutboxMailer(settings.data_dir / "outbox", settings.smtp_from)
+        db = Database(settings.resolved_database_url)
+        assert settings.master_key is not None, "Settings.prepare() was not called"
+        keyring = Keyring(make_provider(settings), master=settings.master_key.get_secret_value().encode())
+        # Every session of this database carries the keyring: encrypted fields use it.
+        db.sessionmaker.configure(info={"keyring": keyring})
         return cls(
             settings=settings,
-            db=Database(settings.resolved_database_url),
+            db=db,
+            keyring=keyring,
             tokens=TokenService(
                 issuer=settings.issuer,
                 audience=settings.audience,
@@ -76,13 +93,43 @@ class Services:
         async with self.db.session(all_tenants=True) as session:
             signer, verifiers = await load_keys(session, self.master_key)
         self.tokens.load_keys(signer, verifiers)
+        self._last_key_reload = time.monotonic()
+
+    async def verify_token(self, token: str, use: str) -> dict[str, Any]:
+        """Verify a token; on an unknown ``kid`` reload the signing keys once (another instance
+        may have rotated) and retry. Such reloads are rate-limited (``key_reload_min_interval``),
+        so a flood of forged kids cannot turn into a flood of database reads."""
+        try:
+            return self.tokens.verify(token, use)
+        except TokenError as exc:
+            recent = time.monotonic() - self._last_key_reload < self.key_reload_min_interval
+            if str(exc) != "unknown signing key" or recent:
+                raise
+        await self.reload_keys()
+        return self.tokens.verify(token, use)
 
     async def startup(self) -> None:
         if self.started:
             return
+        from kanvaro.crypto.maintenance import check_encrypted_fields, maintenance_tasks
+
+        check_encrypted_fields(self.settings.encrypted_fields)
         await self.reload_keys()
+        self._tasks = maintenance_tasks(self)
+        from kanvaro.audit import runtime as audit_runtime
+
+        self.audit = await audit_runtime.start(self)
         self.started = True
 
     async def shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        from kanvaro.audit import runtime as audit_runtime
+
+        await audit_runtime.stop(self.audit)
+        self.audit = None
         await self.db.dispose()
         self.started = False

@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from kanvaro.db import Base, new_id
+from kanvaro.db import Base, new_id, utcnow
 
 INSTANCE_CHAIN = "instance"
 CATEGORIES = (
@@ -52,6 +52,12 @@ class AuditLog(Base):
     created_at: Mapped[datetime]
     previous_hash: Mapped[str] = mapped_column(String(64))
     record_hash: Mapped[str] = mapped_column(String(64))
+    # Retention-ready (migration 0002): the record hash covers ``content_digest``, a salted
+    # digest of ``changes``/``ip_address``/``user_agent``; those and the salt may be erased
+    # later without breaking the chain. NULL digest = an entry written before 0002, hashed
+    # over its content directly.
+    content_salt: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    content_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AuditChainHead(Base):
@@ -63,3 +69,32 @@ class AuditChainHead(Base):
     tenant_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
     sequence_number: Mapped[int] = mapped_column(BigInteger, default=0)
     head_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signed checkpoint (tree size + Merkle root) of one chain, as a C2SP-style note."""
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (UniqueConstraint("chain_id", "tree_size"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    chain_id: Mapped[str] = mapped_column(String(36))
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True, index=True)
+    tree_size: Mapped[int] = mapped_column(BigInteger)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(8))
+    signed_note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditSigningKey(Base):
+    """The Ed25519 key that signs checkpoints; the private half sealed under the master key."""
+
+    __tablename__ = "audit_signing_keys"
+
+    key_id: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

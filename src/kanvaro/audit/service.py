@@ -24,10 +24,16 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kanvaro.audit.hashing import GENESIS_HASH, record_hash, timestamp
+import structlog
+
+from kanvaro.audit.chain import expected_record_hash, hashed_document, to_document
+from kanvaro.audit.hashing import GENESIS_HASH, content_digest, new_salt, timestamp
 from kanvaro.audit.models import CATEGORIES, INSTANCE_CHAIN, AuditChainHead, AuditLog
 from kanvaro.db import utcnow
 from kanvaro.logging import SECRET_KEY_PATTERN
+
+# Seed 000: every audited action is also a ``data_access`` security event (forwarded to SIEM).
+security_log = structlog.get_logger("kanvaro.security")
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,9 @@ async def record(
     chain_id = chain_for(tenant_id)
     head = await _lock_head(session, chain_id, tenant_id)
     sequence = head.sequence_number + 1
-    created_at = utcnow()
+    payload = to_payload(dict(changes or {}))
+    user_agent = (context.user_agent or None) and context.user_agent[:512]
+    salt = new_salt()
     entry = AuditLog(
         id=uuid.uuid4(),
         chain_id=chain_id,
@@ -137,36 +145,36 @@ async def record(
         action=action,
         resource_type=resource_type,
         resource_id=str(resource_id) if resource_id is not None else None,
-        changes=to_payload(dict(changes or {})),
+        changes=payload,
         ip_address=context.ip_address,
-        user_agent=(context.user_agent or None) and context.user_agent[:512],
+        user_agent=user_agent,
         category=category,
-        created_at=created_at,
+        created_at=utcnow(),
         previous_hash=head.head_hash,
+        content_salt=salt,
+        content_digest=content_digest(
+            salt, changes=payload, ip_address=context.ip_address, user_agent=user_agent
+        ),
     )
-    entry.record_hash = record_hash(
-        hashed_fields(entry), previous_hash=head.head_hash, sequence_number=sequence
-    )
+    entry.record_hash = expected_record_hash(to_document(entry))
     head.sequence_number = sequence
     head.head_hash = entry.record_hash
     session.add(entry)
     await session.flush()
+    security_log.info(
+        "data_access",
+        action=action,
+        category=category,
+        user_id=str(context.actor_id) if context.actor_id else None,
+        tenant_id=str(tenant_id) if tenant_id else None,
+        resource=resource_type,
+        resource_id=entry.resource_id,
+        ip=context.ip_address,
+        sequence=sequence,
+    )
     return entry
 
 
 def hashed_fields(entry: AuditLog) -> dict[str, Any]:
     """Every field of the entry that the record hash covers (all but the hashes themselves)."""
-    return {
-        "id": str(entry.id) if entry.id else None,
-        "chainId": entry.chain_id,
-        "tenantId": str(entry.tenant_id) if entry.tenant_id else None,
-        "actorId": str(entry.actor_id) if entry.actor_id else None,
-        "action": entry.action,
-        "resourceType": entry.resource_type,
-        "resourceId": entry.resource_id,
-        "changes": entry.changes,
-        "ipAddress": entry.ip_address,
-        "userAgent": entry.user_agent,
-        "category": entry.category,
-        "createdAt": timestamp(entry.created_at),
-    }
+    return hashed_document(to_document(entry))

@@ -164,26 +164,30 @@ async def login(
 async def _record_failure(
     services: Services, user: User | None, reason: str, context: AuditContext
 ) -> None:
-    """Failures are audited in their own transaction: the request's is rolled back."""
+    """Audited after the request's transaction, which is rolled back by the 401."""
     tenant_id = user.tenant_id if user else None
-    async with services.db.session(all_tenants=True) as session:
+    user_id = user.id if user else None
+
+    async def write(session: AsyncSession) -> None:
         await audit.record(
             session,
             action="auth:login:failure",
             category="authentication",
             tenant_id=tenant_id,
-            context=AuditContext(user.id if user else None, context.ip_address, context.user_agent),
-            resource_type="user" if user else None,
-            resource_id=user.id if user else None,
+            context=AuditContext(user_id, context.ip_address, context.user_agent),
+            resource_type="user" if user_id else None,
+            resource_id=user_id,
             changes={"reason": reason},
         )
+
+    await services.db.after_transaction(write)
 
 
 async def refresh(
     services: Services, session: AsyncSession, *, refresh_token: str, context: AuditContext
 ) -> TokenPair:
     try:
-        claims = services.tokens.verify(refresh_token, REFRESH)
+        claims = await services.verify_token(refresh_token, REFRESH)
     except TokenError:
         raise Unauthorized("Invalid refresh token.") from None
     stored = await session.get(RefreshToken, claims["jti"], with_for_update=True)
@@ -230,17 +234,21 @@ async def _end_reused_family(
         session_id=str(user_session.id),
         ip=context.ip_address,
     )
-    async with services.db.session(all_tenants=True) as session:
-        await revoke_session(session, user_session.id, reason="refresh_token_reuse")
+    session_id, user_id, tenant_id = user_session.id, user.id, user.tenant_id
+
+    async def write(session: AsyncSession) -> None:
+        await revoke_session(session, session_id, reason="refresh_token_reuse")
         await audit.record(
             session,
             action="auth:token:reuse",
             category="authentication",
-            tenant_id=user.tenant_id,
-            context=AuditContext(user.id, context.ip_address, context.user_agent),
+            tenant_id=tenant_id,
+            context=AuditContext(user_id, context.ip_address, context.user_agent),
             resource_type="session",
-            resource_id=user_session.id,
+            resource_id=session_id,
         )
+
+    await services.db.after_transaction(write)
 
 
 async def revoke_session(session: AsyncSession, session_id: uuid.UUID, *, reason: str) -> None:

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kanvaro.audit import service as audit
-from kanvaro.db import utcnow
+from kanvaro.db import set_all_tenants, utcnow
 from kanvaro.deps import Ctx, audit_context, authenticated, public, public_db, services_of
 from kanvaro.errors import BadRequest, Unauthorized
 from kanvaro.identity import auth
@@ -78,10 +78,22 @@ async def logout(ctx: Authenticated, body: LogoutIn | None = None) -> Response:
     return Response(status_code=204)
 
 
+async def _own_row(ctx: Ctx) -> User:
+    """The caller's own user row. The instance super admin belongs to no tenant, so his row
+    is outside every tenant scope: his session is widened to all tenants (he may see them
+    all anyway) instead of failing closed on his own account."""
+    if ctx.principal.is_super_admin:
+        set_all_tenants(ctx.db)
+        if ctx.db.bind.dialect.name == "postgresql":
+            await ctx.db.execute(text("SELECT set_config('app.all_tenants', 'on', true)"))
+    user = await ctx.db.get(User, ctx.principal.user_id)
+    assert user is not None  # the dependency has just loaded it
+    return user
+
+
 @router.get("/me", response_model=MeOut, response_model_by_alias=True)
 async def me(ctx: Authenticated) -> MeOut:
-    user = await ctx.db.get(User, ctx.principal.user_id)
-    assert user is not None
+    user = await _own_row(ctx)
     return MeOut(
         id=user.id,
         tenant_id=ctx.principal.tenant_id,
@@ -97,8 +109,7 @@ async def me(ctx: Authenticated) -> MeOut:
 @router.post("/password", status_code=204)
 async def change_password(body: PasswordChangeIn, ctx: Authenticated) -> Response:
     services = ctx.services
-    user = await ctx.db.get(User, ctx.principal.user_id)
-    assert user is not None
+    user = await _own_row(ctx)
     valid, _ = await services.hasher.verify_async(body.current_password, user.password_hash)
     if not valid:
         raise BadRequest(
@@ -111,6 +122,7 @@ async def change_password(body: PasswordChangeIn, ctx: Authenticated) -> Respons
         body.new_password,
         email=user.email,
         names=(user.first_name, user.last_name),
+        field="newPassword",
     )
     user.password_hash = await services.hasher.hash_async(body.new_password)
     user.password_changed_at = utcnow()

@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from kanvaro.crypto.blind_index import normalize_phone
+from kanvaro.crypto.fields import Encrypted, EncryptedText
 from kanvaro.db import Base, TenantScoped, Timestamped, Versioned, new_id
 
 
@@ -27,7 +29,17 @@ class User(TenantScoped, Versioned, Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     first_name: Mapped[str] = mapped_column(String(50))
     last_name: Mapped[str] = mapped_column(String(50))
-    phone: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # Personal data under the user's own data key (crypto-shredding), with a blind index for
+    # equality search; application code reads and writes ``user.phone`` as plaintext.
+    phone_encrypted: Mapped[str | None] = mapped_column(EncryptedText(), nullable=True)
+    phone_bidx: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    phone = Encrypted(
+        "phone_encrypted",
+        scope="user",
+        owner="id",
+        blind_index="phone_bidx",
+        normalize=normalize_phone,
+    )
     role_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("roles.id", ondelete="RESTRICT"), nullable=True, index=True
     )

@@ -1,5 +1,125 @@
-"""``/api/v1/users`` (filled in by the users work)."""
+"""``/api/v1/users``: the people of a tenant (read team:read; writes see user_service)."""
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy import func, or_, select
+
+from kanvaro.deps import Ctx, authenticated, require
+from kanvaro.errors import NotFound
+from kanvaro.identity import user_service
+from kanvaro.identity.models import User
+from kanvaro.identity.schemas import UserCreate, UserOut, UserUpdate
+from kanvaro.schemas import Page, page_of, paginate
+from kanvaro.security.permissions import Permission as P
+from kanvaro.tenancy.models import Role
+from kanvaro.tenancy.role_service import deny
+from kanvaro.work.common import member_project_ids, set_etag
+from kanvaro.work.models import ProjectMember
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
+IfMatch = Annotated[str | None, Header(alias="If-Match")]
+# Writes check their permission in the service: it depends on the body (password or not,
+# deactivation only or not), and every refusal is audited like one from require().
+Writer = Annotated[Ctx, authenticated()]
+Reader = Annotated[Ctx, require(P.TEAM_READ)]
+
+
+def _visible(ctx: Ctx, stmt: Any) -> Any:
+    """Project-scoped roles see themselves and the people they share a project with."""
+    if not ctx.principal.project_scoped:
+        return stmt
+    shared = select(ProjectMember.user_id).where(
+        ProjectMember.project_id.in_(member_project_ids(ctx))
+    )
+    return stmt.where(or_(User.id == ctx.actor_id, User.id.in_(shared)))
+
+
+async def _user(ctx: Ctx, user_id: uuid.UUID) -> User:
+    stmt = _visible(ctx, select(User).where(User.id == user_id))
+    user = (await ctx.db.execute(stmt)).scalar_one_or_none()
+    if user is None:
+        raise NotFound("No such user.")
+    return user
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@router.get("", response_model=Page[UserOut], response_model_by_alias=True)
+async def list_users(
+    ctx: Reader,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    role: Annotated[str | None, Query(max_length=50)] = None,
+    is_active: Annotated[bool | None, Query(alias="isActive")] = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+) -> dict[str, Any]:
+    stmt = _visible(ctx, select(User))
+    if role:
+        stmt = stmt.where(User.role_id.in_(select(Role.id).where(Role.name == role)))
+    if is_active is not None:
+        stmt = stmt.where(User.is_active.is_(is_active))
+    if q:
+        pattern = f"%{_escape_like(q.lower())}%"
+        stmt = stmt.where(
+            or_(
+                *(
+                    func.lower(column).like(pattern, escape="\\")
+                    for column in (User.first_name, User.last_name, User.email)
+                ),
+                func.lower(User.first_name + " " + User.last_name).like(pattern, escape="\\"),
+            )
+        )
+    users = list((await ctx.db.execute(paginate(stmt, User, cursor, limit))).scalars().all())
+    role_ids = {u.role_id for u in users if u.role_id}
+    result = await ctx.db.execute(select(Role.id, Role.name).where(Role.id.in_(role_ids)))
+    names = {role_id: name for role_id, name in result}
+    pending = await user_service.pending_invitations(ctx, [u.id for u in users])
+    return page_of(
+        users,
+        limit,
+        lambda u: user_service.user_out(u, names.get(u.role_id), u.id in pending),
+    )
+
+
+@router.post("", status_code=201, response_model=UserOut, response_model_by_alias=True)
+async def post_user(body: UserCreate, response: Response, ctx: Writer) -> UserOut:
+    user, role, invited = await user_service.create_member(ctx, body)
+    set_etag(response, user.version)
+    response.headers["Location"] = f"/api/v1/users/{user.id}"
+    return user_service.user_out(user, role.name, invited)
+
+
+@router.get("/{user_id}", response_model=UserOut, response_model_by_alias=True)
+async def get_user(user_id: uuid.UUID, response: Response, ctx: Reader) -> UserOut:
+    user = await _user(ctx, user_id)
+    set_etag(response, user.version)
+    return await user_service.out_of(ctx, user)
+
+
+async def _may_change_someone(ctx: Ctx) -> None:
+    # Refuse before the lookup: without any of these, whether the id exists is not his business.
+    if not (ctx.principal.has(P.USER_MANAGE) or ctx.principal.has(P.TEAM_REMOVE)):
+        raise await deny(ctx, P.USER_MANAGE, "Changing people needs user:manage.")
+
+
+@router.patch("/{user_id}", response_model=UserOut, response_model_by_alias=True)
+async def patch_user(
+    user_id: uuid.UUID, body: UserUpdate, response: Response, ctx: Writer, if_match: IfMatch = None
+) -> UserOut:
+    await _may_change_someone(ctx)
+    user = await user_service.update_member(ctx, await _user(ctx, user_id), body, if_match)
+    set_etag(response, user.version)
+    return await user_service.out_of(ctx, user)
+
+
+@router.delete("/{user_id}", status_code=204)
+async def delete_user(user_id: uuid.UUID, ctx: Writer) -> Response:
+    await _may_change_someone(ctx)
+    await user_service.delete_member(ctx, await _user(ctx, user_id))
+    return Response(status_code=204)

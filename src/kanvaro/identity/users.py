@@ -23,14 +23,19 @@ USER_AUDIT_FIELDS = ("email", "first_name", "last_name", "role_id", "is_active",
 
 
 def check_password(
-    policy: PasswordPolicy, password: str, *, email: str, names: tuple[str, ...]
+    policy: PasswordPolicy,
+    password: str,
+    *,
+    email: str,
+    names: tuple[str, ...],
+    field: str = "password",
 ) -> None:
     problems = policy.problems(password, context=(email.split("@")[0], *names))
     if problems:
         raise Unprocessable(
             "The password does not meet the password policy.",
             errors=[
-                {"field": "password", "in": "body", "message": p, "type": "password_policy"}
+                {"field": field, "in": "body", "message": p, "type": "password_policy"}
                 for p in problems
             ],
         )

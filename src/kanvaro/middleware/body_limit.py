@@ -1,14 +1,26 @@
-"""Refuse request bodies over a size limit with 413, before the application reads them."""
+"""Refuse request bodies over a size limit with 413, before the application reads them.
+
+A declared ``Content-Length`` over the limit is refused at once. A body without one (chunked)
+is counted as the application reads it; the read that crosses the limit raises an HTTP 413
+exception. It must be an ``HTTPException``: FastAPI turns any other exception raised while it
+parses a body into a 400, and the catch-all middleware would turn it into a 500.
+"""
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kanvaro.errors import problem_response
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(
+            413,
+            detail=f"The request body exceeds {max_bytes} bytes.",
+            headers={"Connection": "close"},
+        )
 
 
 class BodyLimitMiddleware:
@@ -41,7 +53,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    raise _TooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -52,9 +64,10 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
+        except _TooLarge:  # read outside the app's exception handlers
             if not response_started:
                 await self._refuse(scope, receive, send)
+            # else the response is already on its way; nothing more can be said
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(

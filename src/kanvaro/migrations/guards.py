@@ -84,6 +84,54 @@ def install(bind: Any) -> None:
                 )
 
 
+def _append_only(bind: Any, table: str) -> None:
+    """UPDATE and DELETE raise (and TRUNCATE on PostgreSQL); needs kanvaro_append_only()."""
+    if bind.dialect.name == "postgresql":
+        bind.exec_driver_sql(
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION kanvaro_append_only()"
+        )
+        bind.exec_driver_sql(
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION kanvaro_append_only()"
+        )
+    elif bind.dialect.name == "sqlite":
+        for op in ("UPDATE", "DELETE"):
+            bind.exec_driver_sql(
+                f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{op} on {table} refused: the table is append-only'); END"
+            )
+
+
+def _drop_append_only(bind: Any, table: str) -> None:
+    if bind.dialect.name == "postgresql":
+        bind.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+        bind.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
+    elif bind.dialect.name == "sqlite":
+        for op in ("update", "delete"):
+            bind.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_{op}")
+
+
+# Migration 0002 (audit checkpoints): signed checkpoints are append-only and tenant-bound too.
+AUDIT_0002_TENANT_TABLES = ("audit_checkpoints",)
+
+
+def install_audit_0002(bind: Any) -> None:
+    if bind.dialect.name == "postgresql":
+        for table in AUDIT_0002_TENANT_TABLES:
+            for statement in rls_statements(table):
+                bind.exec_driver_sql(statement)
+    for table in AUDIT_0002_TENANT_TABLES:
+        _append_only(bind, table)
+
+
+def remove_audit_0002(bind: Any) -> None:
+    for table in AUDIT_0002_TENANT_TABLES:
+        _drop_append_only(bind, table)
+        if bind.dialect.name == "postgresql":
+            bind.exec_driver_sql(f"DROP POLICY IF EXISTS tenant_isolation ON {table}")
+
+
 def remove(bind: Any) -> None:
     dialect = bind.dialect.name
     if dialect == "postgresql":

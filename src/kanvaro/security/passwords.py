@@ -141,6 +141,11 @@ def _is_special(char: str) -> bool:
 
 
 _FOLD = re.compile(r"[^a-z0-9]")
+# Common character swaps ("P@ssw0rd", "$ecret"): undone before the lookup, so a listed word
+# dressed up in symbols is still the listed word.
+_UNLEET = str.maketrans({"@": "a", "4": "a", "$": "s", "5": "s", "0": "o", "1": "i", "!": "i",
+                         "3": "e", "7": "t", "+": "t", "8": "b", "9": "g"})  # fmt: skip
+_DECORATION = "0123456789!@#$%^&*()_+-=.,?~ "
 
 
 def _fold(value: str) -> str:
@@ -148,17 +153,27 @@ def _fold(value: str) -> str:
     return _FOLD.sub("", value)
 
 
+def _variants(value: str) -> set[str]:
+    """The folded password, without the digits/symbols bolted on, and with swaps undone."""
+    lowered = unicodedata.normalize("NFKC", value).casefold()
+    core = lowered.rstrip(_DECORATION)
+    folded = _fold(lowered)
+    return {folded, folded.rstrip("0123456789"), _fold(core), _fold(core.translate(_UNLEET))}
+
+
 @functools.cache
 def _blocklist() -> frozenset[str]:
     text = resources.files("kanvaro.data").joinpath("common-passwords.txt").read_text("utf-8")
-    return frozenset(_fold(line) for line in text.splitlines() if line and not line.startswith("#"))
+    words: set[str] = set()
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            words |= {_fold(line), _fold(line.casefold().translate(_UNLEET))}
+    return frozenset(w for w in words if w)
 
 
 def is_common_password(password: str, *, context: tuple[str, ...] = ()) -> bool:
-    """True for a listed password, also with digits/symbols bolted on (``Password123!``)."""
-    folded = _fold(password)
-    stripped = folded.rstrip("0123456789")
-    words = _blocklist()
-    if folded in words or stripped in words:
+    """True for a listed password, also decorated (``Password123!``, ``P@ssw0rd``)."""
+    if _variants(password) & _blocklist():
         return True
+    folded = _fold(password)
     return any(part and len(part) >= 4 and part in folded for part in map(_fold, context))

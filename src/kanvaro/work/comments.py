@@ -74,7 +74,7 @@ async def update_comment(
     ctx: Ctx, comment: Comment, data: CommentUpdate, if_match: str | None
 ) -> Comment:
     if comment.author_id != ctx.actor_id:
-        raise deny(ctx, "comment:author", "Only the author can edit a comment.")
+        raise await deny(ctx, "comment:author", "Only the author can edit a comment.")
     check_version(comment.version, data.version, if_match)
     before = audit.snapshot(comment, COMMENT_FIELDS)
     if data.body is not None:
@@ -88,7 +88,9 @@ async def update_comment(
 async def delete_comment(ctx: Ctx, comment: Comment) -> None:
     own = comment.author_id == ctx.actor_id and ctx.principal.has(P.COMMENT_CREATE)
     if not (own or ctx.principal.has(P.COMMENT_DELETE)):
-        raise deny(ctx, P.COMMENT_DELETE, "Only the author or a moderator can delete a comment.")
+        raise await deny(
+            ctx, P.COMMENT_DELETE, "Only the author or a moderator can delete a comment."
+        )
     before = audit.snapshot(comment, COMMENT_FIELDS)
     await ctx.db.delete(comment)
     await ctx.db.flush()
@@ -98,9 +100,7 @@ async def delete_comment(ctx: Ctx, comment: Comment) -> None:
 # --- routes ----------------------------------------------------------------------------------
 
 
-@router.get(
-    "/{task_id}/comments", response_model=Page[CommentOut], response_model_by_alias=True
-)
+@router.get("/{task_id}/comments", response_model=Page[CommentOut], response_model_by_alias=True)
 async def list_comments(
     task_id: uuid.UUID,
     ctx: Annotated[Ctx, require(P.COMMENT_READ)],
@@ -169,6 +169,6 @@ async def remove_comment(
     # Either permission may allow this (author with comment:create, or comment:delete), so
     # the route is authenticated() and the refusal without both comes first, before lookups.
     if not (ctx.principal.has(P.COMMENT_CREATE) or ctx.principal.has(P.COMMENT_DELETE)):
-        raise deny(ctx, P.COMMENT_DELETE, "Missing permission comment:delete.")
+        raise await deny(ctx, P.COMMENT_DELETE, "Missing permission comment:delete.")
     await delete_comment(ctx, await get_comment(ctx, task_id, comment_id))
     return Response(status_code=204)

@@ -22,7 +22,7 @@ from kanvaro.work.common import (
     stamp,
     visible_projects,
 )
-from kanvaro.work.models import Project, ProjectMember
+from kanvaro.work.models import BudgetEntry, Invoice, Project, ProjectMember, TimeEntry
 from kanvaro.work.schemas import (
     MemberCreate,
     MemberOut,
@@ -108,7 +108,16 @@ async def update_project(
     return project
 
 
+# Records that keep a project alive (ON DELETE RESTRICT): money and logged hours are never
+# deleted as a side effect; they must be removed or moved first.
+KEEPERS = (("time entries", TimeEntry), ("budget entries", BudgetEntry), ("invoices", Invoice))
+
+
 async def delete_project(ctx: Ctx, project: Project) -> None:
+    for what, model in KEEPERS:
+        found = await ctx.db.execute(select(model.id).where(model.project_id == project.id))
+        if found.first() is not None:
+            raise Conflict(f"The project still has {what}; remove them first.")
     before = audit.snapshot(project, PROJECT_FIELDS)
     await ctx.db.delete(project)
     await ctx.db.flush()

@@ -13,12 +13,22 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from kanvaro.schemas import ApiModel, OutModel, PlainText
 from kanvaro.work.schemas_tasks import PatchModel
 
-Hours = Annotated[Decimal, Field(gt=0, le=24, max_digits=4, decimal_places=2)]
+CENT = Decimal("0.01")
+
+
+def two_places(value: Decimal) -> Decimal:
+    """Exact (the input has at most two places); one form for "1.5" and "1.50" everywhere."""
+    return value.quantize(CENT)
+
+
+Hours = Annotated[
+    Decimal, Field(gt=0, le=24, max_digits=4, decimal_places=2), AfterValidator(two_places)
+]
 TimeDescription = PlainText(0, 1000)
 
 
@@ -33,7 +43,9 @@ class TimeEntryCreate(ApiModel):
 
 
 class TimeEntryUpdate(PatchModel):
-    not_null = frozenset({"project_id", "user_id", "entry_date", "hours", "description", "billable"})
+    not_null = frozenset(
+        {"project_id", "user_id", "entry_date", "hours", "description", "billable"}
+    )
 
     project_id: uuid.UUID | None = None
     task_id: uuid.UUID | None = None

@@ -7,13 +7,12 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Annotated, Any
 
-import structlog
 from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy import delete, select
 
 from kanvaro.audit import service as audit
 from kanvaro.db import utcnow
-from kanvaro.deps import Ctx, require
+from kanvaro.deps import Ctx, record_denied, require
 from kanvaro.errors import Forbidden, NotFound
 from kanvaro.identity.models import User
 from kanvaro.schemas import Page, page_of, paginate
@@ -26,26 +25,18 @@ TASK_FIELDS = ("project_id", "title", "description", "priority", "status", "due_
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
-security_log = structlog.get_logger("kanvaro.security")
 
 
 # --- helpers shared with the comments module ------------------------------------------------
 
 
-def deny(ctx: Ctx, permission: str, detail: str) -> Forbidden:
-    """A refusal decided inside a handler: a security event, then 403 for the caller.
+async def deny(ctx: Ctx, permission: str, detail: str) -> Forbidden:
+    """A refusal decided inside a handler: logged and audited like one at the route, 403.
 
-    The request's transaction rolls back with the 403, so the event goes to the security log
-    rather than into the audit chain of this transaction.
+    ``record_denied`` writes its audit entry after the request's transaction has rolled back,
+    so the refusal is recorded while nothing of the refused change is.
     """
-    security_log.warning(
-        "permission_denied",
-        user_id=str(ctx.actor_id),
-        tenant_id=str(ctx.principal.tenant_id),
-        permission=permission,
-        method=ctx.request.method,
-        path=ctx.request.url.path,
-    )
+    await record_denied(ctx.services, ctx.request, ctx.principal, permission)
     return Forbidden(detail)
 
 
@@ -149,7 +140,7 @@ async def _set_assignees(
 async def create_task(ctx: Ctx, data: TaskCreate) -> tuple[Task, list[uuid.UUID]]:
     await get_project(ctx, data.project_id)
     if data.assignee_ids and not ctx.principal.has(P.TASK_ASSIGN):
-        raise deny(ctx, P.TASK_ASSIGN, "Assigning people needs permission task:assign.")
+        raise await deny(ctx, P.TASK_ASSIGN, "Assigning people needs permission task:assign.")
     await _check_assignees(ctx, data.assignee_ids)
     task = Task(
         id=uuid.uuid4(), tenant_id=ctx.tenant_id, **data.model_dump(exclude={"assignee_ids"})
@@ -172,18 +163,20 @@ async def update_task(
     wanted = data.assignee_ids if reassign and data.assignee_ids is not None else current
     if reassign:
         if not ctx.principal.has(P.TASK_ASSIGN):
-            raise deny(ctx, P.TASK_ASSIGN, "Changing assignees needs permission task:assign.")
+            raise await deny(ctx, P.TASK_ASSIGN, "Changing assignees needs permission task:assign.")
         await _check_assignees(ctx, wanted)
     before = _snapshot(task, current)
-    for name, value in data.model_dump(
-        exclude_unset=True, exclude={"version", "assignee_ids"}
-    ).items():
-        setattr(task, name, value)
-    stamp(task, ctx)
-    if reassign:
-        await _set_assignees(ctx, task, current, wanted)
-        # Assignees live in their own table: touch the task so its version moves too.
-        task.updated_at = utcnow()
+    # One UPDATE for the whole change, so the version moves by exactly one.
+    with ctx.db.no_autoflush:
+        for name, value in data.model_dump(
+            exclude_unset=True, exclude={"version", "assignee_ids"}
+        ).items():
+            setattr(task, name, value)
+        stamp(task, ctx)
+        if reassign:
+            await _set_assignees(ctx, task, current, wanted)
+            # Assignees live in their own table: touch the task so its version moves too.
+            task.updated_at = utcnow()
     await ctx.db.flush()
     await _record(ctx, "update", task, before, _snapshot(task, wanted))
     return task, sorted(wanted)

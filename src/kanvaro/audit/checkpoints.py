@@ -1,0 +1,208 @@
+"""Signed checkpoints and Merkle proofs built from the stored chains.
+
+A checkpoint is issued for a chain's current head: the record hashes 1..N are read in order
+(their links checked on the way), the RFC 9162 root computed, the previous checkpoint checked
+to still be a prefix of the tree (so a rewritten past is refused, not signed), and the note
+signed with the instance's checkpoint key. Issuing is idempotent per (chain, tree size), so
+several processes issuing at once write one row.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kanvaro.audit import merkle
+from kanvaro.audit.chain import to_document
+from kanvaro.audit.hashing import GENESIS_HASH
+from kanvaro.audit.keys import CheckpointSigner
+from kanvaro.audit.models import AuditChainHead, AuditCheckpoint, AuditLog
+from kanvaro.audit.note import Checkpoint, sign_checkpoint
+from kanvaro.db import utcnow
+from kanvaro.errors import Conflict, Unprocessable
+
+security_log = structlog.get_logger("kanvaro.security")
+
+
+class ChainBroken(Conflict):
+    """The chain does not link up; it must be verified and investigated, not signed."""
+
+
+def b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+async def head_size(session: AsyncSession, chain_id: str) -> int:
+    head = await session.get(AuditChainHead, chain_id, populate_existing=True)
+    return head.sequence_number if head else 0
+
+
+async def load_leaves(session: AsyncSession, chain_id: str, upto: int) -> list[bytes]:
+    """Record hashes 1..upto in order; refuses a gap or a broken link."""
+    rows = await session.execute(
+        select(AuditLog.sequence_number, AuditLog.previous_hash, AuditLog.record_hash)
+        .where(AuditLog.chain_id == chain_id, AuditLog.sequence_number <= upto)
+        .order_by(AuditLog.sequence_number)
+    )
+    leaves: list[bytes] = []
+    previous = GENESIS_HASH
+    for seq, prev_hash, rec_hash in rows:
+        if seq != len(leaves) + 1 or prev_hash != previous:
+            raise ChainBroken(
+                f"The audit chain is broken at entry {len(leaves) + 1}; run a verification."
+            )
+        leaves.append(bytes.fromhex(rec_hash))
+        previous = rec_hash
+    if len(leaves) != upto:
+        raise ChainBroken(f"The audit chain is missing entry {len(leaves) + 1}.")
+    return leaves
+
+
+async def _at_size(session: AsyncSession, chain_id: str, size: int) -> AuditCheckpoint | None:
+    return (
+        await session.execute(
+            select(AuditCheckpoint).where(
+                AuditCheckpoint.chain_id == chain_id, AuditCheckpoint.tree_size == size
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def latest(session: AsyncSession, chain_id: str) -> AuditCheckpoint | None:
+    return (
+        await session.execute(
+            select(AuditCheckpoint)
+            .where(AuditCheckpoint.chain_id == chain_id)
+            .order_by(AuditCheckpoint.tree_size.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+async def issue(
+    session: AsyncSession, signer: CheckpointSigner, chain_id: str, tenant_id: uuid.UUID | None
+) -> AuditCheckpoint | None:
+    """Sign the chain's current head (or return the checkpoint that already signs it)."""
+    size = await head_size(session, chain_id)
+    if size == 0:
+        return None
+    existing = await _at_size(session, chain_id, size)
+    if existing is not None:
+        return existing
+    leaves = await load_leaves(session, chain_id, size)
+    root = merkle.root(leaves)
+    previous = await latest(session, chain_id)
+    if previous is not None and previous.tree_size < size:
+        old_root = merkle.root(leaves[: previous.tree_size])
+        if old_root != bytes.fromhex(previous.root_hash):
+            security_log.error(
+                "audit_chain_rewritten", chain_id=chain_id, checkpoint=previous.tree_size
+            )
+            raise ChainBroken(
+                f"The first {previous.tree_size} entries no longer match their signed "
+                "checkpoint; the chain was rewritten. Run a verification."
+            )
+    note = sign_checkpoint(
+        Checkpoint(signer.origin(chain_id), size, root), signer.name, signer.private_key
+    )
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    await session.execute(
+        insert(AuditCheckpoint)
+        .values(
+            id=uuid.uuid4(),
+            chain_id=chain_id,
+            tenant_id=tenant_id,
+            tree_size=size,
+            root_hash=root.hex(),
+            key_id=signer.verifier.key_id.hex(),
+            signed_note=note,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["chain_id", "tree_size"])
+    )
+    return await _at_size(session, chain_id, size)
+
+
+def checkpoint_out(row: AuditCheckpoint) -> dict[str, Any]:
+    return {
+        "chainId": row.chain_id,
+        "treeSize": row.tree_size,
+        "rootHash": b64(bytes.fromhex(row.root_hash)),
+        "keyId": row.key_id,
+        "note": row.signed_note,
+        "createdAt": row.created_at,
+    }
+
+
+def _bad(field: str, message: str) -> Unprocessable:
+    return Unprocessable(message, errors=[{"field": field, "in": "query", "message": message}])
+
+
+async def _default_size(session: AsyncSession, chain_id: str, size: int | None) -> int:
+    current = await head_size(session, chain_id)
+    if size is None:
+        mark = await latest(session, chain_id)
+        size = mark.tree_size if mark else current
+    if size > current:
+        raise _bad("treeSize", f"the chain has only {current} entries")
+    return size
+
+
+async def inclusion_bundle(
+    session: AsyncSession, chain_id: str, sequence: int | None, tree_size: int | None
+) -> dict[str, Any]:
+    """The entry, its inclusion proof in the tree of ``tree_size`` and that tree's checkpoint."""
+    size = await _default_size(session, chain_id, tree_size)
+    if sequence is None:
+        sequence = size
+    if not 1 <= sequence <= size:
+        raise _bad("sequence", f"the sequence number must be between 1 and {size}")
+    leaves = await load_leaves(session, chain_id, size)
+    entry = (
+        await session.execute(
+            select(AuditLog).where(
+                AuditLog.chain_id == chain_id, AuditLog.sequence_number == sequence
+            )
+        )
+    ).scalar_one()
+    mark = await _at_size(session, chain_id, size)
+    return {
+        "type": "inclusion",
+        "chainId": chain_id,
+        "sequence": sequence,
+        "leafIndex": sequence - 1,
+        "treeSize": size,
+        "rootHash": b64(merkle.root(leaves)),
+        "proof": [b64(h) for h in merkle.inclusion_proof(leaves, sequence - 1)],
+        "entry": to_document(entry),
+        "checkpoint": mark.signed_note if mark else None,
+    }
+
+
+async def consistency_bundle(
+    session: AsyncSession, chain_id: str, first: int, second: int | None
+) -> dict[str, Any]:
+    """The consistency proof between two tree sizes, with their checkpoints when signed."""
+    size = await _default_size(session, chain_id, second)
+    if not 1 <= first <= size:
+        raise _bad("from", f"'from' must be between 1 and {size}")
+    leaves = await load_leaves(session, chain_id, size)
+    old = await _at_size(session, chain_id, first)
+    new = await _at_size(session, chain_id, size)
+    return {
+        "type": "consistency",
+        "chainId": chain_id,
+        "from": first,
+        "to": size,
+        "fromRoot": b64(merkle.root(leaves[:first])),
+        "toRoot": b64(merkle.root(leaves)),
+        "proof": [b64(h) for h in merkle.consistency_proof(leaves, first)],
+        "fromCheckpoint": old.signed_note if old else None,
+        "toCheckpoint": new.signed_note if new else None,
+    }

@@ -1,0 +1,92 @@
+"""What the audit subsystem runs for the life of a process: its checkpoint key, the periodic
+checkpoint task and the SIEM forwarder. Started and stopped by ``Services``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from sqlalchemy import select
+
+from kanvaro.audit import checkpoints, siem
+from kanvaro.audit.keys import CheckpointSigner, key_name, load_signer
+from kanvaro.audit.models import INSTANCE_CHAIN, AuditChainHead
+
+if TYPE_CHECKING:
+    from kanvaro.services import Services
+
+log = structlog.get_logger("kanvaro.audit")
+
+
+@dataclass
+class AuditRuntime:
+    signer: CheckpointSigner
+    forwarder: siem.SiemForwarder | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"AuditRuntime(signer={self.signer.name!r}, tasks={len(self.tasks)})"
+
+
+async def start(services: Services) -> AuditRuntime:
+    async with services.db.session(all_tenants=True) as session:
+        signer = await load_signer(
+            session, services.master_key, name=key_name(services.settings.public_url)
+        )
+    runtime = AuditRuntime(signer, siem.from_settings(services.settings))
+    if runtime.forwarder is not None:
+        siem.register(runtime.forwarder)
+    interval = services.settings.audit_checkpoint_interval_seconds
+    if interval > 0:
+        runtime.tasks.append(
+            asyncio.create_task(_every(interval, services, signer), name="audit-checkpoints")
+        )
+    return runtime
+
+
+async def stop(runtime: AuditRuntime | None) -> None:
+    if runtime is None:
+        return
+    for task in runtime.tasks:
+        task.cancel()
+    for task in runtime.tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    runtime.tasks.clear()
+    if runtime.forwarder is not None:
+        await asyncio.to_thread(runtime.forwarder.close)
+
+
+async def _every(interval: int, services: Services, signer: CheckpointSigner) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await checkpoint_all(services, signer)
+        except Exception as exc:  # keep the schedule alive; the failure is logged
+            log.error("audit_checkpoint_failed", error=type(exc).__name__)
+
+
+async def checkpoint_all(services: Services, signer: CheckpointSigner) -> int:
+    """Sign every chain whose head moved since its last checkpoint; returns how many."""
+    async with services.db.session(all_tenants=True) as session:
+        chains = (await session.execute(select(AuditChainHead.chain_id))).scalars().all()
+    issued = 0
+    for chain_id in chains:
+        tenant_id = None if chain_id == INSTANCE_CHAIN else uuid.UUID(chain_id)
+        try:
+            async with services.db.session(
+                tenant_id=tenant_id, all_tenants=tenant_id is None
+            ) as session:
+                size = await checkpoints.head_size(session, chain_id)
+                newest = await checkpoints.latest(session, chain_id)
+                if size and (newest is None or newest.tree_size < size):
+                    await checkpoints.issue(session, signer, chain_id, tenant_id)
+                    issued += 1
+        except checkpoints.ChainBroken as exc:
+            log.error("audit_chain_not_signed", chain_id=chain_id, reason=exc.detail)
+    return issued

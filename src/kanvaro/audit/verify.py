@@ -1,0 +1,237 @@
+"""Chain verification: find the first broken sequence number and say what kind of break it is.
+
+:class:`ChainWalker` is the pure core, fed entry documents in sequence order; the database
+(:func:`verify_chain`) and the offline export verifier feed it the same way. Kinds of break:
+
+* ``altered``   an entry's fields no longer match its record hash (or its content digest), or
+  the Merkle root at a signed checkpoint's size differs from the checkpoint;
+* ``missing``   a sequence number is absent, an entry names a predecessor that is not in the
+  chain, or the chain head / a checkpoint counts more entries than are there;
+* ``reordered`` an entry's predecessor sits *after* it in sequence order;
+* ``fork``      two entries claim the same sequence number, or an entry claims a predecessor
+  that already has another successor.
+
+The walker keeps the Merkle tree as a compact range (one hash per perfect subtree, O(log n)
+memory), so checking every signed checkpoint's root costs nothing extra while streaming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kanvaro.audit import merkle
+from kanvaro.audit.chain import content_state, expected_record_hash, to_document
+from kanvaro.audit.hashing import GENESIS_HASH
+from kanvaro.audit.models import AuditChainHead, AuditCheckpoint, AuditLog
+
+BATCH = 1000
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    sequence: int
+    kind: str
+    message: str
+
+
+@dataclass
+class VerifyReport:
+    chain_id: str
+    entries: int
+    head_hash: str
+    erased: int = 0
+    checkpoints_checked: int = 0
+    broken: ChainBreak | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chainId": self.chain_id,
+            "ok": self.ok,
+            "entries": self.entries,
+            "headHash": self.head_hash,
+            "erasedEntries": self.erased,
+            "checkpointsChecked": self.checkpoints_checked,
+            "firstBrokenSequence": self.broken.sequence if self.broken else None,
+            "breakKind": self.broken.kind if self.broken else None,
+            "message": self.broken.message if self.broken else "the chain is intact",
+        }
+
+
+class NeedsLocate(Exception):  # noqa: N818 - a signal, not an error
+    """The entry's previous hash does not link: the caller must locate the named predecessor."""
+
+
+@dataclass
+class ChainWalker:
+    chain_id: str
+    checkpoint_roots: dict[int, bytes] = field(default_factory=dict)
+    count: int = 0
+    head_hash: str = GENESIS_HASH
+    erased: int = 0
+    checkpoints_checked: int = 0
+    _last_good_checkpoint: int = 0
+    _range: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def step(self, doc: dict[str, Any]) -> ChainBreak | None:
+        """Check the next entry; raises :class:`NeedsLocate` when its link is broken."""
+        seq = doc["sequenceNumber"]
+        expected = self.count + 1
+        if seq == self.count and self.count:
+            return ChainBreak(seq, "fork", f"two entries claim sequence number {seq}")
+        if seq < expected:
+            return ChainBreak(seq, "reordered", f"entry {seq} appears after entry {self.count}")
+        if seq > expected:
+            return ChainBreak(
+                expected, "missing", f"entry {expected} is missing (the next entry is {seq})"
+            )
+        if doc["previousHash"] != self.head_hash:
+            raise NeedsLocate
+        state = content_state(doc)
+        if state == "altered":
+            return ChainBreak(seq, "altered", f"entry {seq}'s content does not match its digest")
+        if expected_record_hash(doc) != doc["recordHash"]:
+            return ChainBreak(seq, "altered", f"entry {seq} does not match its record hash")
+        self.erased += state == "erased"
+        self.count = seq
+        self.head_hash = doc["recordHash"]
+        return self._grow(bytes.fromhex(doc["recordHash"]))
+
+    def link_break(self, doc: dict[str, Any], predecessor: int | None) -> ChainBreak:
+        """Classify a broken link, given the sequence number of the entry it names (if any)."""
+        seq = doc["sequenceNumber"]
+        if predecessor is None:
+            return ChainBreak(
+                seq, "missing", f"entry {seq} names a predecessor that is not in the chain"
+            )
+        if predecessor >= seq:
+            return ChainBreak(
+                seq, "reordered", f"entry {seq} names entry {predecessor} as its predecessor"
+            )
+        return ChainBreak(
+            seq,
+            "fork",
+            f"entry {seq} names entry {predecessor} as its predecessor, which already has "
+            f"successor {predecessor + 1}",
+        )
+
+    def _grow(self, leaf: bytes) -> ChainBreak | None:
+        node, size = merkle.leaf_hash(leaf), 1
+        while self._range and self._range[-1][0] == size:
+            node, size = merkle.node_hash(self._range.pop()[1], node), size * 2
+        self._range.append((size, node))
+        expected_root = self.checkpoint_roots.get(self.count)
+        if expected_root is None:
+            return None
+        self.checkpoints_checked += 1
+        if self.root() != expected_root:
+            start = self._last_good_checkpoint + 1
+            return ChainBreak(
+                start,
+                "altered",
+                f"the Merkle root of entries 1..{self.count} differs from the signed checkpoint "
+                f"of that size: the chain was rewritten from entry {start} on or later",
+            )
+        self._last_good_checkpoint = self.count
+        return None
+
+    def root(self) -> bytes:
+        if not self._range:
+            return merkle.root([])
+        result = self._range[-1][1]
+        for _, node in reversed(self._range[:-1]):
+            result = merkle.node_hash(node, result)
+        return result
+
+    def finish(self, *, expected_size: int | None, expected_head: str | None) -> ChainBreak | None:
+        """After the last entry: the chain head (or a checkpoint) may count more entries."""
+        biggest = max(self.checkpoint_roots, default=0)
+        if expected_size is not None and expected_size > self.count:
+            return ChainBreak(
+                self.count + 1,
+                "missing",
+                f"the chain head counts {expected_size} entries, only {self.count} are present",
+            )
+        if biggest > self.count:
+            return ChainBreak(
+                self.count + 1,
+                "missing",
+                f"a signed checkpoint covers {biggest} entries, only {self.count} are present",
+            )
+        if expected_size == self.count and expected_head and expected_head != self.head_hash:
+            return ChainBreak(
+                self.count, "altered", f"entry {self.count} does not match the chain head hash"
+            )
+        return None
+
+
+async def _locate(session: AsyncSession, chain_id: str, record_hash: str) -> int | None:
+    return (
+        await session.execute(
+            select(AuditLog.sequence_number)
+            .where(AuditLog.chain_id == chain_id, AuditLog.record_hash == record_hash)
+            .order_by(AuditLog.sequence_number)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+async def checkpoint_roots(session: AsyncSession, chain_id: str) -> dict[int, bytes]:
+    rows = await session.execute(
+        select(AuditCheckpoint.tree_size, AuditCheckpoint.root_hash).where(
+            AuditCheckpoint.chain_id == chain_id
+        )
+    )
+    return {size: bytes.fromhex(root) for size, root in rows}
+
+
+async def verify_chain(session: AsyncSession, chain_id: str) -> VerifyReport:
+    """Walk one chain in the database, in batches, against its head and its checkpoints."""
+    walker = ChainWalker(chain_id, await checkpoint_roots(session, chain_id))
+    report = VerifyReport(chain_id, 0, GENESIS_HASH)
+    last_seen = 0
+    broken: ChainBreak | None = None
+    while broken is None:
+        rows = (
+            (
+                await session.execute(
+                    select(AuditLog)
+                    .where(AuditLog.chain_id == chain_id, AuditLog.sequence_number > last_seen)
+                    .order_by(AuditLog.sequence_number, AuditLog.id)
+                    .limit(BATCH)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if not rows:
+            break
+        for row in rows:
+            doc = to_document(row)
+            try:
+                broken = walker.step(doc)
+            except NeedsLocate:
+                found = await _locate(session, chain_id, doc["previousHash"])
+                broken = walker.link_break(doc, found)
+            if broken:
+                break
+        last_seen = rows[-1].sequence_number
+    if broken is None:
+        head = await session.get(AuditChainHead, chain_id)
+        broken = walker.finish(
+            expected_size=head.sequence_number if head else None,
+            expected_head=head.head_hash if head else None,
+        )
+    report.entries = walker.count
+    report.head_hash = walker.head_hash
+    report.erased = walker.erased
+    report.checkpoints_checked = walker.checkpoints_checked
+    report.broken = broken
+    return report

@@ -1,0 +1,212 @@
+"""``kanvaro keys ...`` and ``kanvaro secrets check``."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from kanvaro.services import Services
+
+keys_app = typer.Typer(help="Data keys, key rotation, token signing keys.", no_args_is_help=True)
+secrets_app = typer.Typer(help="Check the configured secrets.", no_args_is_help=True)
+
+
+def _run(job: Callable[[Services], Awaitable[Any]]) -> Any:
+    from kanvaro.cli import _ensure_schema, _settings
+    from kanvaro.services import Services
+
+    settings = _settings()
+    _ensure_schema(settings)
+    services = Services.build(settings)
+
+    async def main() -> Any:
+        try:
+            return await job(services)
+        finally:
+            await services.shutdown()
+
+    return asyncio.run(main())
+
+
+def _reencrypt_with_bar(services: Services, batch_size: int | None, pause: float | None) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from kanvaro.crypto.rotation import reencrypt
+
+    settings = services.settings
+    assert services.keyring is not None
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ) as bar:
+        task = bar.add_task("re-encrypting", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return reencrypt(
+            services.db,
+            services.keyring,
+            batch_size=batch_size or settings.reencrypt_batch_size,
+            pause=settings.reencrypt_pause_seconds if pause is None else pause,
+            progress=progress,
+        )
+
+
+BatchSize = Annotated[int | None, typer.Option(help="Rows per committed batch")]
+Pause = Annotated[float | None, typer.Option(help="Seconds to wait between batches")]
+
+
+@keys_app.command()
+def rotate(
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Leave re-encryption to the running server")
+    ] = False,
+    batch_size: BatchSize = None,
+    pause: Pause = None,
+) -> None:
+    """New data keys take every new write now; existing rows are re-encrypted in batches."""
+    from kanvaro.crypto.rotation import start_rotation
+
+    async def job(services: Services) -> Any:
+        async with services.db.session(all_tenants=True) as session:
+            rotation = await start_rotation(session)
+            total = rotation.total_rows
+        typer.echo(f"rotation started: {total} encrypted values to re-encrypt")
+        if no_wait:
+            return None
+        return await _reencrypt_with_bar(services, batch_size, pause)
+
+    result = _run(job)
+    if result is not None:
+        typer.echo(f"rotation completed: {result.reencrypted_rows} values re-encrypted")
+
+
+@keys_app.command()
+def reencrypt(batch_size: BatchSize = None, pause: Pause = None) -> None:
+    """Finish an unfinished rotation (safe to run again; resumes after the last batch)."""
+
+    async def job(services: Services) -> Any:
+        return await _reencrypt_with_bar(services, batch_size, pause)
+
+    result = _run(job)
+    typer.echo(
+        "no rotation under way"
+        if result is None
+        else f"rotation completed: {result.reencrypted_rows} values re-encrypted"
+    )
+
+
+@keys_app.command()
+def status() -> None:
+    """Data keys by scope and state, and the progress of the latest rotation."""
+    import json
+
+    from kanvaro.crypto.rotation import key_status
+
+    async def job(services: Services) -> Any:
+        async with services.db.session(all_tenants=True) as session:
+            return await key_status(session, None)
+
+    result = _run(job)
+    typer.echo(json.dumps(result, indent=2))
+
+
+@keys_app.command("rotate-kek")
+def rotate_kek() -> None:
+    """Rotate the provider's key-encryption key and re-wrap every data key with it."""
+    from kanvaro.crypto.rotation import rotate_kek as run
+
+    async def job(services: Services) -> int:
+        assert services.keyring is not None
+        async with services.db.session(all_tenants=True) as session:
+            return await run(session, services.keyring)
+
+    typer.echo(f"re-wrapped {_run(job)} data keys")
+
+
+@keys_app.command("rotate-signing")
+def rotate_signing() -> None:
+    """A new token signing key signs from now on; the old one verifies until its tokens expire."""
+    from kanvaro.identity.keys import rotate_signing_key
+
+    async def job(services: Services) -> str:
+        settings = services.settings
+        async with services.db.session(all_tenants=True) as session:
+            return await rotate_signing_key(
+                session,
+                services.master_key,
+                max_token_ttl=max(
+                    settings.access_token_ttl_seconds, settings.refresh_token_ttl_seconds
+                ),
+            )
+
+    typer.echo(f"new signing key {_run(job)}")
+
+
+@keys_app.command("shred-user")
+def shred_user(
+    user_id: Annotated[str, typer.Argument(help="The user whose personal data keys to destroy")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
+) -> None:
+    """Crypto-shred a user's personal data (irreversible, backups included)."""
+    from sqlalchemy import select
+
+    from kanvaro.crypto.rotation import shred_user as run
+    from kanvaro.identity.models import User
+
+    try:
+        uid = uuid.UUID(user_id)
+    except ValueError:
+        typer.echo("USER_ID must be a UUID", err=True)
+        raise typer.Exit(2) from None
+    if not yes:
+        typer.confirm("This destroys the user's keys for good. Continue?", abort=True)
+
+    async def job(services: Services) -> int | None:
+        assert services.keyring is not None
+        async with services.db.session(all_tenants=True) as session:
+            tenant = (await session.execute(select(User.tenant_id).where(User.id == uid))).first()
+            if tenant is None:
+                return None
+            return await run(session, services.keyring, user_id=uid, tenant_id=tenant[0])
+
+    destroyed = _run(job)
+    if destroyed is None:
+        typer.echo("no such user", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"destroyed {destroyed} data keys")
+
+
+@secrets_app.command("check")
+def check() -> None:
+    """Check every required secret; exit 1 naming the variables at fault (values never shown)."""
+    from kanvaro.config import ConfigError, Settings, secret_problems
+
+    try:
+        settings = Settings()
+        if not settings.is_production:
+            settings.prepare()  # development secrets are generated and kept in the data dir
+    except ConfigError as exc:
+        typer.echo(f"FAIL {exc}", err=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:
+        from kanvaro.cli import _describe
+
+        typer.echo(f"FAIL {_describe(exc)}", err=True)
+        raise typer.Exit(1) from None
+    problems = secret_problems(settings)
+    for problem in problems:
+        typer.echo(f"FAIL {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(
+        f"ok: every required secret is set ({settings.env.value}, provider {settings.key_provider.value})"
+    )

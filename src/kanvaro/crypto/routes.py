@@ -1,0 +1,34 @@
+"""``GET /api/v1/admin/keys/status``: data keys and rotation progress, for admins."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+
+from kanvaro.crypto.rotation import key_status
+from kanvaro.deps import Ctx, authenticated, record_denied
+from kanvaro.errors import Forbidden
+from kanvaro.security.permissions import Permission as P
+
+router = APIRouter(prefix="/api/v1/admin/keys", tags=["admin"])
+
+
+@router.get("/status")
+async def status(ctx: Annotated[Ctx, authenticated()]) -> dict[str, Any]:
+    """The instance's keys for ``system:admin``; the tenant's own keys for ``settings:update``.
+
+    Counts and states only: no key material, wrapped or not, ever leaves the server.
+    """
+    principal = ctx.principal
+    if principal.has(P.SYSTEM_ADMIN.value) and principal.tenant_id is None:
+        scope = None
+    elif principal.has(P.SETTINGS_UPDATE.value) or principal.has(P.SYSTEM_ADMIN.value):
+        scope = ctx.tenant_id
+    else:
+        await record_denied(ctx.services, ctx.request, principal, P.SETTINGS_UPDATE.value)
+        raise Forbidden(f"Missing permission {P.SETTINGS_UPDATE.value}.")
+    result = await key_status(ctx.db, scope)
+    result["provider"] = ctx.services.keyring.provider.name if ctx.services.keyring else None
+    result["scope"] = "instance" if scope is None else "tenant"
+    return result

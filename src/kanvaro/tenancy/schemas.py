@@ -1,0 +1,105 @@
+"""Request and response bodies of the tenancy routes: custom roles and tenant policies."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from kanvaro.schemas import ApiModel, OutModel, PlainText
+from kanvaro.security.passwords import PasswordPolicy
+from kanvaro.security.permissions import BuiltinRole, parse_permissions
+
+
+def _role_name(value: str) -> str:
+    # Role names are what `POST /users` takes in `role`: keep them unambiguous and printable.
+    if not all(c.isalnum() or c in " _-." for c in value) or not value[0].isalnum():
+        raise ValueError("must start with a letter or digit and use letters, digits, ' _-.'")
+    if value.lower() in {r.value for r in BuiltinRole}:
+        raise ValueError("is the name of a built-in role")
+    return value
+
+
+RoleName = Annotated[str, Field(min_length=2, max_length=50), AfterValidator(_role_name)]
+RoleDescription = PlainText(0, 500)
+
+
+def _permissions(values: list[str]) -> list[str]:
+    try:
+        return sorted(p.value for p in parse_permissions(values))
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class RoleCreate(ApiModel):
+    name: RoleName
+    description: RoleDescription = ""
+    permissions: list[str] = Field(max_length=100)
+    project_scoped: bool = True
+
+    @field_validator("permissions")
+    @classmethod
+    def _check(cls, value: list[str]) -> list[str]:
+        return _permissions(value)
+
+
+class RoleUpdate(ApiModel):
+    name: RoleName | None = None
+    description: RoleDescription | None = None
+    permissions: list[str] | None = Field(default=None, max_length=100)
+    project_scoped: bool | None = None
+    version: int | None = Field(default=None, ge=1)
+
+    @field_validator("permissions")
+    @classmethod
+    def _check(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _permissions(value)
+
+
+class RoleOut(OutModel):
+    id: uuid.UUID
+    name: str
+    description: str
+    permissions: list[str]
+    project_scoped: bool
+    is_system: bool
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+# --- tenant password policy -------------------------------------------------------------------
+
+
+class PasswordPolicyIn(ApiModel):
+    """A partial change: fields left out keep their current value."""
+
+    min_length: int | None = Field(default=None, ge=8, le=1024)
+    max_length: int | None = Field(default=None, ge=8, le=1024)
+    require_upper: bool | None = None
+    require_lower: bool | None = None
+    require_digit: bool | None = None
+    require_special: bool | None = None
+    check_blocklist: bool | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> PasswordPolicyIn:
+        if not self.model_fields_set:
+            raise ValueError("name at least one policy field to change")
+        return self
+
+
+class PasswordPolicyOut(OutModel):
+    min_length: int
+    max_length: int
+    require_upper: bool
+    require_lower: bool
+    require_digit: bool
+    require_special: bool
+    check_blocklist: bool
+
+    @classmethod
+    def of(cls, policy: PasswordPolicy) -> PasswordPolicyOut:
+        return cls.model_validate(policy.to_json())

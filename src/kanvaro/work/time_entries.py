@@ -1,0 +1,231 @@
+"""Time entries: service functions (no HTTP) and the thin router.
+
+Everyone logs time for themselves (``time:create``); logging for someone else, and editing or
+deleting another person's entry, needs ``time:manage``. Project-scoped roles read the entries
+of the projects they belong to (everyone's, so a team sees its own hours).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy import select
+
+from kanvaro.audit import service as audit
+from kanvaro.deps import Ctx, authenticated, require
+from kanvaro.errors import NotFound, Unprocessable
+from kanvaro.identity.models import User
+from kanvaro.schemas import Page, page_of, paginate
+from kanvaro.security.permissions import Permission as P
+from kanvaro.work.common import check_version, get_project, set_etag, stamp, visible_projects
+from kanvaro.work.models import Task, TimeEntry
+from kanvaro.work.schemas_time import TimeEntryCreate, TimeEntryOut, TimeEntryUpdate
+from kanvaro.work.tasks import deny
+
+TIME_FIELDS = (
+    "project_id",
+    "task_id",
+    "user_id",
+    "entry_date",
+    "hours",
+    "description",
+    "billable",
+)
+
+router = APIRouter(prefix="/api/v1/time-entries", tags=["time entries"])
+IfMatch = Annotated[str | None, Header(alias="If-Match")]
+
+
+async def _record(ctx: Ctx, action: str, entry: TimeEntry, before: Any, after: Any) -> None:
+    await audit.record(
+        ctx.db,
+        action=f"api:time_entry:{action}",
+        category="business_operations",
+        tenant_id=ctx.tenant_id,
+        context=ctx.audit,
+        resource_type="time_entry",
+        resource_id=entry.id,
+        changes=audit.diff(before, after),
+    )
+
+
+async def get_entry(ctx: Ctx, entry_id: uuid.UUID) -> TimeEntry:
+    stmt = visible_projects(
+        ctx, select(TimeEntry).where(TimeEntry.id == entry_id), TimeEntry.project_id
+    )
+    entry = (await ctx.db.execute(stmt)).scalar_one_or_none()
+    if entry is None:
+        raise NotFound("No such time entry.")
+    return entry
+
+
+async def _check_user(ctx: Ctx, user_id: uuid.UUID) -> None:
+    """Only ``time:manage`` logs for someone else, and only for an active user of the tenant."""
+    if user_id == ctx.actor_id:
+        return
+    if not ctx.principal.has(P.TIME_MANAGE):
+        raise await deny(ctx, P.TIME_MANAGE, "Logging time for someone else needs time:manage.")
+    found = await ctx.db.execute(
+        select(User.id).where(User.id == user_id, User.is_active.is_(True))
+    )
+    if found.first() is None:
+        raise NotFound(
+            "No such user.", errors=[{"field": "userId", "in": "body", "message": "unknown user"}]
+        )
+
+
+async def _check_task(ctx: Ctx, project_id: uuid.UUID, task_id: uuid.UUID | None) -> None:
+    if task_id is None:
+        return
+    found = await ctx.db.execute(select(Task.project_id).where(Task.id == task_id))
+    task_project = found.scalar_one_or_none()
+    if task_project is None:
+        raise NotFound(
+            "No such task.", errors=[{"field": "taskId", "in": "body", "message": "unknown task"}]
+        )
+    if task_project != project_id:
+        raise Unprocessable(
+            "The task belongs to another project.",
+            errors=[{"field": "taskId", "in": "body", "message": "not a task of projectId"}],
+        )
+
+
+async def _check_owner(ctx: Ctx, entry: TimeEntry) -> None:
+    if ctx.principal.has(P.TIME_MANAGE):
+        return
+    if entry.user_id != ctx.actor_id:
+        raise await deny(
+            ctx, P.TIME_MANAGE, "Changing someone else's time entry needs time:manage."
+        )
+
+
+async def _may_write(ctx: Ctx) -> None:
+    # Either permission may allow an edit, so the routes are authenticated() and refuse here
+    # first, before any lookup, a caller who holds neither.
+    if not (ctx.principal.has(P.TIME_CREATE) or ctx.principal.has(P.TIME_MANAGE)):
+        raise await deny(ctx, P.TIME_CREATE, "Missing permission time:create.")
+
+
+# --- service ---------------------------------------------------------------------------------
+
+
+async def create_entry(ctx: Ctx, data: TimeEntryCreate) -> TimeEntry:
+    await get_project(ctx, data.project_id)
+    user_id = data.user_id or ctx.actor_id
+    await _check_user(ctx, user_id)
+    await _check_task(ctx, data.project_id, data.task_id)
+    entry = TimeEntry(
+        id=uuid.uuid4(),
+        tenant_id=ctx.tenant_id,
+        **{**data.model_dump(exclude={"user_id"}), "user_id": user_id},
+    )
+    stamp(entry, ctx, created=True)
+    ctx.db.add(entry)
+    await ctx.db.flush()
+    await _record(ctx, "create", entry, None, audit.snapshot(entry, TIME_FIELDS))
+    return entry
+
+
+async def update_entry(
+    ctx: Ctx, entry: TimeEntry, data: TimeEntryUpdate, if_match: str | None
+) -> TimeEntry:
+    await _check_owner(ctx, entry)
+    check_version(entry.version, data.version, if_match)
+    changes = data.model_dump(exclude_unset=True, exclude={"version"})
+    if "project_id" in changes and changes["project_id"] != entry.project_id:
+        await get_project(ctx, changes["project_id"])
+    if "user_id" in changes and changes["user_id"] != entry.user_id:
+        await _check_user(ctx, changes["user_id"])
+    project_id = changes.get("project_id", entry.project_id)
+    await _check_task(ctx, project_id, changes.get("task_id", entry.task_id))
+    before = audit.snapshot(entry, TIME_FIELDS)
+    for name, value in changes.items():
+        setattr(entry, name, value)
+    stamp(entry, ctx)
+    await ctx.db.flush()
+    await _record(ctx, "update", entry, before, audit.snapshot(entry, TIME_FIELDS))
+    return entry
+
+
+async def delete_entry(ctx: Ctx, entry: TimeEntry) -> None:
+    await _check_owner(ctx, entry)
+    before = audit.snapshot(entry, TIME_FIELDS)
+    await ctx.db.delete(entry)
+    await ctx.db.flush()
+    await _record(ctx, "delete", entry, before, None)
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+@router.get("", response_model=Page[TimeEntryOut], response_model_by_alias=True)
+async def list_entries(
+    ctx: Annotated[Ctx, require(P.TIME_READ)],
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    project_id: Annotated[uuid.UUID | None, Query(alias="projectId")] = None,
+    task_id: Annotated[uuid.UUID | None, Query(alias="taskId")] = None,
+    user_id: Annotated[uuid.UUID | None, Query(alias="userId")] = None,
+    date_from: Annotated[date | None, Query(alias="from")] = None,
+    date_to: Annotated[date | None, Query(alias="to")] = None,
+    billable: bool | None = None,
+) -> dict[str, Any]:
+    """Filters combine with AND; ``from``/``to`` are inclusive dates."""
+    stmt = visible_projects(ctx, select(TimeEntry), TimeEntry.project_id)
+    if project_id:
+        stmt = stmt.where(TimeEntry.project_id == project_id)
+    if task_id:
+        stmt = stmt.where(TimeEntry.task_id == task_id)
+    if user_id:
+        stmt = stmt.where(TimeEntry.user_id == user_id)
+    if date_from:
+        stmt = stmt.where(TimeEntry.entry_date >= date_from)
+    if date_to:
+        stmt = stmt.where(TimeEntry.entry_date <= date_to)
+    if billable is not None:
+        stmt = stmt.where(TimeEntry.billable.is_(billable))
+    rows = (await ctx.db.execute(paginate(stmt, TimeEntry, cursor, limit))).scalars().all()
+    return page_of(list(rows), limit, TimeEntryOut.model_validate)
+
+
+@router.post("", status_code=201, response_model=TimeEntryOut, response_model_by_alias=True)
+async def post_entry(
+    body: TimeEntryCreate, response: Response, ctx: Annotated[Ctx, require(P.TIME_CREATE)]
+) -> TimeEntry:
+    entry = await create_entry(ctx, body)
+    set_etag(response, entry.version)
+    response.headers["Location"] = f"/api/v1/time-entries/{entry.id}"
+    return entry
+
+
+@router.get("/{entry_id}", response_model=TimeEntryOut, response_model_by_alias=True)
+async def get_one(
+    entry_id: uuid.UUID, response: Response, ctx: Annotated[Ctx, require(P.TIME_READ)]
+) -> TimeEntry:
+    entry = await get_entry(ctx, entry_id)
+    set_etag(response, entry.version)
+    return entry
+
+
+@router.patch("/{entry_id}", response_model=TimeEntryOut, response_model_by_alias=True)
+async def patch_entry(
+    entry_id: uuid.UUID,
+    body: TimeEntryUpdate,
+    response: Response,
+    ctx: Annotated[Ctx, authenticated()],
+    if_match: IfMatch = None,
+) -> TimeEntry:
+    await _may_write(ctx)
+    entry = await update_entry(ctx, await get_entry(ctx, entry_id), body, if_match)
+    set_etag(response, entry.version)
+    return entry
+
+
+@router.delete("/{entry_id}", status_code=204)
+async def remove_entry(entry_id: uuid.UUID, ctx: Annotated[Ctx, authenticated()]) -> Response:
+    await _may_write(ctx)
+    await delete_entry(ctx, await get_entry(ctx, entry_id))
+    return Response(status_code=204)

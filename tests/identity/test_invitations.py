@@ -1,0 +1,110 @@
+"""Invitations travel by real SMTP (aiosmtpd on loopback) and are accepted once."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import PASSWORD, new_tenant, unique_email
+from tests.identity.conftest import audit_entries, invitation_token
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_invited_person_receives_mail_accepts_and_logs_in(
+    smtp_server, smtp_services, smtp_client
+):
+    inbox, _ = smtp_server
+    tenant = await new_tenant(smtp_services, smtp_client)
+    c, h = smtp_client, tenant.admin.headers
+    email = unique_email("invitee")
+    r = await c.post(
+        "/api/v1/users",
+        headers=h,
+        json={"email": email, "firstName": "José", "lastName": "Núñez", "role": "team_member"},
+    )
+    assert r.status_code == 201, r.text
+    user = r.json()
+    assert user["invitationPending"] is True and user["role"] == "team_member"
+
+    message = inbox.last_to(email)
+    assert message["To"] == email
+    assert "Invitation" in message["Subject"]
+    token = invitation_token(message)
+    assert token not in r.text  # the token goes to the invitee only
+    assert token not in str(
+        [e.changes for e in await audit_entries(smtp_services, tenant.id, "api:invitation:create")]
+    )
+
+    # Without a password the account cannot sign in yet.
+    no = await c.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert no.status_code == 401
+
+    weak = await c.post(
+        "/api/v1/auth/invitations/accept", json={"token": token, "password": "Password123!"}
+    )
+    assert weak.status_code == 422 and weak.json()["errors"][0]["field"] == "password"
+    ok = await c.post(
+        "/api/v1/auth/invitations/accept", json={"token": token, "password": PASSWORD}
+    )
+    assert ok.status_code == 204, ok.text
+    again = await c.post(
+        "/api/v1/auth/invitations/accept", json={"token": token, "password": PASSWORD + "x"}
+    )
+    assert again.status_code == 401
+
+    login = await c.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    me = await c.get(
+        "/api/v1/auth/me", headers={"Authorization": f"Bearer {login.json()['accessToken']}"}
+    )
+    assert me.json()["email"] == email and me.json()["role"] == "team_member"
+    listed = await c.get(f"/api/v1/users/{user['id']}", headers=h)
+    assert listed.json()["invitationPending"] is False
+
+
+async def test_invitation_of_a_deactivated_person_cannot_be_accepted(
+    smtp_server, smtp_services, smtp_client
+):
+    inbox, _ = smtp_server
+    tenant = await new_tenant(smtp_services, smtp_client)
+    c, h = smtp_client, tenant.admin.headers
+    email = unique_email("gone")
+    r = await c.post(
+        "/api/v1/users",
+        headers=h,
+        json={"email": email, "firstName": "李", "lastName": "小龍", "role": "viewer"},
+    )
+    token = invitation_token(inbox.last_to(email))
+    assert (await c.delete(f"/api/v1/users/{r.json()['id']}", headers=h)).status_code == 204
+    accept = await c.post(
+        "/api/v1/auth/invitations/accept", json={"token": token, "password": PASSWORD}
+    )
+    assert accept.status_code == 401
+
+
+async def test_unreachable_mail_server_creates_nothing(tenant, data_dir, database_url):
+    import httpx
+
+    from kanvaro.app import create_app
+    from kanvaro.services import Services
+    from tests.conftest import make_settings
+    from tests.identity.conftest import _free_port
+
+    settings = make_settings(data_dir, database_url, smtp_host="127.0.0.1", smtp_port=_free_port())
+    services = Services.build(settings)
+    await services.startup()
+    try:
+        app = create_app(settings, services=services)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            email = unique_email("nomail")
+            r = await c.post(
+                "/api/v1/users",
+                headers=tenant.admin.headers,
+                json={"email": email, "firstName": "Ann", "lastName": "Lee", "role": "viewer"},
+            )
+            assert r.status_code == 503
+            listed = await c.get("/api/v1/users", headers=tenant.admin.headers, params={"q": email})
+            assert listed.json()["items"] == []
+    finally:
+        await services.shutdown()

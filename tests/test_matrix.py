@@ -1,0 +1,364 @@
+"""The route matrix: every API route against another tenant, every role, and no token.
+
+The routes come from the walker (tests/test_routes_declare_permissions.py); the permission a
+route needs is read from its dependency (``__kanvaro_access__``), never restated here. Path
+parameters are filled from ``REGISTRY``: one object of each kind created in tenant A through
+the API. A route whose path names a collection without a registry entry fails, so a new route
+cannot slip past the matrix.
+
+(a) a signed-in admin of tenant B on tenant A's objects: 404 (never 403, never 200);
+(b) each built-in role of tenant A lacking the permission: 403 problem+json;
+(c) no token: 401 problem+json.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+
+from kanvaro.identity.users import create_user
+from kanvaro.security.passwords import PasswordPolicy
+from kanvaro.security.permissions import ROLE_PERMISSIONS, TENANT_ROLES, BuiltinRole
+from kanvaro.tenancy.models import Role
+from tests.conftest import PASSWORD, TenantFixture, new_tenant, unique_email
+from tests.test_routes_declare_permissions import RouteInfo, app_routes
+
+
+PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
+PROBLEM = "application/problem+json"
+
+
+# --- the world: tenant A with one object of each kind, tenant B, role members -------------
+
+
+@dataclass
+class World:
+    client: httpx.AsyncClient
+    a: TenantFixture
+    b: TenantFixture
+    services: Any
+    ids: dict[str, str] = field(default_factory=dict)
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    members: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        r = await self.client.post(path, headers=self.a.admin.headers, json=body)
+        assert r.status_code == 201, f"creating {path}: {r.status_code} {r.text}"
+        return r.json()
+
+    async def id_of(self, segment: str) -> str:
+        """The id of tenant A's object of this kind, created through the API on first use."""
+        if segment not in self.ids:
+            creator = REGISTRY.get(segment)
+            if creator is None:
+                pytest.fail(f"no registry entry for '{segment}': add one to tests/test_matrix.py")
+            body_path, body = await creator(self)
+            self.bodies[segment] = body
+            self.ids[segment] = (await self.post(body_path, body))["id"]
+        return self.ids[segment]
+
+    async def headers_for(self, role: str) -> dict[str, str]:
+        """A signed-in member of tenant A holding a built-in role."""
+        if role not in self.members:
+            tenant_id = uuid.UUID(self.a.id)
+            email = unique_email(role)
+            async with self.services.db.session(tenant_id=tenant_id) as session:
+                role_row = (
+                    await session.execute(select(Role).where(Role.name == role))
+                ).scalar_one()
+                await create_user(
+                    session,
+                    self.services.hasher,
+                    tenant_id=tenant_id,
+                    email=email,
+                    first_name="Matrix",
+                    last_name="Member",
+                    role=role_row,
+                    password=PASSWORD,
+                    policy=PasswordPolicy(),
+                )
+            tokens = await self.a.login(email)
+            self.members[role] = {"Authorization": f"Bearer {tokens['accessToken']}"}
+        return self.members[role]
+
+    async def user_id(self) -> str:
+        """A plain member of tenant A (for memberships and assignments)."""
+        if "users" in self.ids:
+            return self.ids["users"]
+        await self.headers_for("team_member")
+        r = await self.client.get("/api/v1/auth/me", headers=self.members["team_member"])
+        return r.json()["id"]
+
+
+Creator = Callable[[World], Awaitable[tuple[str, dict[str, Any]]]]
+
+
+async def _project(w: World) -> tuple[str, dict[str, Any]]:
+    return "/api/v1/projects", {"name": "Matrix project", "budgetMinor": 100000}
+
+
+async def _member(w: World) -> tuple[str, dict[str, Any]]:
+    project = await w.id_of("projects")
+    return f"/api/v1/projects/{project}/members", {
+        "userId": await w.user_id(),
+        "projectRole": "contributor",
+    }
+
+
+async def _task(w: World) -> tuple[str, dict[str, Any]]:
+    return "/api/v1/tasks", {"projectId": await w.id_of("projects"), "title": "Matrix task"}
+
+
+async def _comment(w: World) -> tuple[str, dict[str, Any]]:
+    task = await w.id_of("tasks")
+    return f"/api/v1/tasks/{task}/comments", {"body": "Matrix comment"}
+
+
+async def _time_entry(w: World) -> tuple[str, dict[str, Any]]:
+    return "/api/v1/time-entries", {
+        "projectId": await w.id_of("projects"),
+        "taskId": await w.id_of("tasks"),
+        "date": date.today().isoformat(),
+        "hours": 1.5,
+        "description": "Matrix time",
+        "billable": True,
+    }
+
+
+async def _budget_entry(w: World) -> tuple[str, dict[str, Any]]:
+    return "/api/v1/budget-entries", {
+        "projectId": await w.id_of("projects"),
+        "amountMinor": 5000,
+        "description": "Matrix budget",
+        "category": "labor",
+        "date": date.today().isoformat(),
+    }
+
+
+async def _invoice(w: World) -> tuple[str, dict[str, Any]]:
+    return "/api/v1/invoices", {
+        "projectId": await w.id_of("projects"),
+        "clientName": "Matrix client",
+        "currency": "USD",
+        "lines": [{"description": "Work", "quantity": "1.5", "unitPriceMinor": 1000}],
+    }
+
+
+async def _user(w: World) -> tuple[str, dict[str, Any]]:
+    return "/api/v1/users", {
+        "email": unique_email("matrix"),
+        "firstName": "Matrix",
+        "lastName": "User",
+        "role": "team_member",
+        "password": PASSWORD,
+    }
+
+
+async def _role(w: World) -> tuple[str, dict[str, Any]]:
+    return "/api/v1/roles", {"name": f"matrix-{uuid.uuid4().hex[:6]}", "permissions": []}
+
+
+# The path segment that names a collection -> how to create one of its objects in tenant A.
+REGISTRY: dict[str, Creator] = {
+    "projects": _project,
+    "members": _member,
+    "tasks": _task,
+    "comments": _comment,
+    "time-entries": _time_entry,
+    "budget-entries": _budget_entry,
+    "invoices": _invoice,
+    "users": _user,
+    "roles": _role,
+}
+
+
+# Bodies that cannot be derived from a collection's creation body (keyed by route label).
+SAMPLE_BODIES: dict[str, dict[str, Any]] = {
+    "POST /api/v1/auth/password": {"currentPassword": "wrong", "newPassword": "N3w!Passw0rd-long"},
+    "PATCH /api/v1/tenant/settings/password-policy": {"minLength": 14},
+}
+
+
+# --- routes and requests -----------------------------------------------------------------
+
+
+def _api_routes(*kinds: str) -> list[RouteInfo]:
+    return [
+        r
+        for r in app_routes()
+        if r.path.startswith("/api/v1/") and len(r.access) == 1 and r.kind in kinds
+    ]
+
+
+def _collections(path: str) -> list[tuple[str, str]]:
+    """(parameter, collection segment before it) for every path parameter."""
+    parts = path.strip("/").split("/")
+    out = []
+    for i, part in enumerate(parts):
+        match = PARAM.fullmatch(part)
+        if match:
+            out.append((match.group(1), parts[i - 1] if i else ""))
+    return out
+
+
+async def _fill(world: World, info: RouteInfo) -> str:
+    path = info.path
+    for name, segment in _collections(info.path):
+        path = re.sub(r"\{" + re.escape(name) + r"(?::[^}]*)?\}", await world.id_of(segment), path)
+    return path
+
+
+def _body_model(info: RouteInfo) -> Any:
+    params = info.route.dependant.body_params
+    if not params:
+        return None
+    annotation = params[0].field_info.annotation
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+async def _body(world: World, info: RouteInfo) -> dict[str, Any] | None:
+    """A valid body for the route, so that a refusal is about access, never about input."""
+    model = _body_model(info)
+    if model is None:
+        return None
+    if info.label in SAMPLE_BODIES:
+        return SAMPLE_BODIES[info.label]
+    collection = [p for p in info.path.strip("/").split("/") if not PARAM.fullmatch(p)][-1]
+    pool: dict[str, Any] = {}
+    if collection in REGISTRY:
+        await world.id_of(collection)
+        pool.update(world.bodies[collection])
+    body: dict[str, Any] = {}
+    for name, f in model.model_fields.items():
+        alias = f.alias or name
+        if alias == "version":
+            body[alias] = 1
+        elif f.is_required():
+            if alias not in pool:
+                pytest.fail(f"{info.label}: no sample value for required field '{alias}'")
+            body[alias] = pool[alias]
+    try:
+        model.model_validate(body)
+    except ValidationError as exc:
+        pytest.fail(f"{info.label}: the sample body is invalid: {exc}")
+    return body
+
+
+async def _call(
+    world: World, info: RouteInfo, headers: dict[str, str], path: str | None = None
+) -> httpx.Response:
+    method = next(m for m in info.methods if m != "HEAD")
+    body = await _body(world, info)
+    return await world.client.request(
+        method, path or await _fill(world, info), headers=headers, json=body
+    )
+
+
+def _is_problem(r: httpx.Response, status: int) -> bool:
+    return r.status_code == status and r.headers["content-type"].startswith(PROBLEM)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def world(app: Any, services: Any) -> AsyncIterator[World]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("203.0.113.9", 1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        a = await new_tenant(services, client)
+        b = await new_tenant(services, client)
+        yield World(client, a, b, services)
+
+
+# --- the matrix --------------------------------------------------------------------------
+
+GUARDED = _api_routes("require", "authenticated")
+WITH_PARAMS = [r for r in GUARDED if _collections(r.path)]
+LISTINGS = [r for r in _api_routes("require") if "GET" in r.methods and not _collections(r.path)]
+# Every kind the app has routes for (the top-level collections and the path parameters).
+KINDS = sorted(
+    {r.path.split("/")[3] for r in GUARDED if r.path.split("/")[3] in REGISTRY}
+    | {segment for r in GUARDED for _, segment in _collections(r.path)}
+)
+ROLE_CASES = [
+    (info, role.value)
+    for info in _api_routes("require")
+    for role in TENANT_ROLES
+    if not set(info.permissions) <= {str(p) for p in ROLE_PERMISSIONS[BuiltinRole(role)]}
+]
+
+
+def test_every_path_parameter_has_a_registry_entry():
+    missing = sorted(
+        {
+            f"{info.label}: '{segment}'"
+            for info in app_routes()
+            for _, segment in _collections(info.path)
+            if segment not in REGISTRY
+        }
+    )
+    assert missing == [], "add these collections to REGISTRY in tests/test_matrix.py"
+
+
+def test_the_matrix_covers_the_routes():
+    assert len(GUARDED) >= 10 and WITH_PARAMS and ROLE_CASES
+    assert any(info.path == "/api/v1/projects/{project_id}" for info in WITH_PARAMS)
+
+
+@pytest.mark.parametrize("info", WITH_PARAMS, ids=lambda i: i.label)
+async def test_another_tenant_gets_404_on_our_objects(world, info):
+    r = await _call(world, info, world.b.admin.headers)
+    assert _is_problem(r, 404), f"{info.label}: {r.status_code} {r.text}"
+    if "DELETE" in info.methods and "GET" in _methods_at(info.path):  # nothing was deleted
+        owner = await world.client.get(await _fill(world, info), headers=world.a.admin.headers)
+        assert owner.status_code == 200, f"{info.label}: tenant B deleted tenant A's object"
+
+
+def _methods_at(path: str) -> set[str]:
+    return {m for r in app_routes() if r.path == path for m in r.methods}
+
+
+@pytest.mark.parametrize("info", LISTINGS, ids=lambda i: i.label)
+async def test_another_tenant_lists_none_of_our_objects(world, info):
+    for segment in KINDS:  # every kind exists in A before B looks
+        await world.id_of(segment)
+    # Filters that name A's objects must not open a door either.
+    params = {"projectId": world.ids.get("projects"), "taskId": world.ids.get("tasks")}
+    accepted = {q.alias for q in info.route.dependant.query_params}
+    query = {k: v for k, v in params.items() if k in accepted and v}
+    r = await world.client.get(info.path, headers=world.b.admin.headers, params=query)
+    assert r.status_code in (200, 404), f"{info.label}: {r.status_code} {r.text}"
+    leaked = [kind for kind, oid in world.ids.items() if oid in r.text]
+    assert leaked == [], f"{info.label} shows tenant A's {leaked} to tenant B"
+
+
+@pytest.mark.parametrize(
+    ("info", "role"), ROLE_CASES, ids=lambda v: v if isinstance(v, str) else v.label
+)
+async def test_a_role_without_the_permission_gets_403(world, info, role):
+    r = await _call(world, info, await world.headers_for(role))
+    assert _is_problem(r, 403), f"{info.label} as {role}: {r.status_code} {r.text}"
+    assert r.json()["status"] == 403
+
+
+@pytest.mark.parametrize("info", GUARDED, ids=lambda i: i.label)
+async def test_no_token_gets_401(world, info):
+    r = await _call(world, info, {})
+    assert _is_problem(r, 401), f"{info.label}: {r.status_code} {r.text}"
+    assert r.headers["www-authenticate"].lower().startswith("bearer")
+
+
+@pytest.mark.parametrize("info", GUARDED[:3], ids=lambda i: i.label)
+async def test_a_forged_token_gets_401(world, info):
+    r = await _call(world, info, {"Authorization": "Bearer e30.e30.c2ln"})
+    assert _is_problem(r, 401), f"{info.label}: {r.status_code} {r.text}"
