@@ -146,7 +146,9 @@ def test_bootstrap_creates_a_tenant_and_an_admin_who_can_log_in(target):
     assert other and other["role"] == "admin" and other["tenantId"] != me["tenantId"]
 
     # The same email twice is refused, naming the field.
-    result = _invoke(["bootstrap", "--tenant", f"Third {uuid.uuid4().hex[:6]}", "--email", first], env)
+    result = _invoke(
+        ["bootstrap", "--tenant", f"Third {uuid.uuid4().hex[:6]}", "--email", first], env
+    )
     assert result.exit_code != 0 and "email" in result.output
 
 
@@ -305,7 +307,9 @@ def test_serve_first_run_prints_credentials_once_and_they_work(tmp_path):
         server.wait_ready()
         email, password = _credentials(server.output())
         r = httpx.post(
-            f"{server.url}/api/v1/auth/login", json={"email": email, "password": password}, timeout=30
+            f"{server.url}/api/v1/auth/login",
+            json={"email": email, "password": password},
+            timeout=30,
         )
         assert r.status_code == 200, r.text
         me = httpx.get(
@@ -326,7 +330,9 @@ def test_serve_first_run_prints_credentials_once_and_they_work(tmp_path):
     try:
         again.wait_ready()
         r = httpx.post(
-            f"{again.url}/api/v1/auth/login", json={"email": email, "password": password}, timeout=30
+            f"{again.url}/api/v1/auth/login",
+            json={"email": email, "password": password},
+            timeout=30,
         )
         assert r.status_code == 200, "the same secrets and database are reused"
     finally:

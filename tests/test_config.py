@@ -30,7 +30,10 @@ def test_defaults_are_a_development_instance_on_sqlite_in_the_data_dir(tmp_path,
     settings = Settings()
     assert settings.env == "development" and not settings.is_production
     assert settings.data_dir == Path(".kanvaro")
-    assert settings.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path / '.kanvaro' / 'kanvaro.db'}"
+    assert (
+        settings.resolved_database_url
+        == f"sqlite+aiosqlite:///{tmp_path / '.kanvaro' / 'kanvaro.db'}"
+    )
     assert settings.redis_url is None and settings.cors_origins == []
 
 
@@ -104,7 +107,9 @@ def test_production_refuses_a_missing_or_placeholder_master_key(tmp_path, value)
 def test_production_refuses_a_short_key_without_showing_it(tmp_path):
     short = "a-real-but-short-7f3a"
     with pytest.raises(ConfigError) as info:
-        load_settings(env="production", data_dir=tmp_path, database_url="sqlite://", master_key=short)
+        load_settings(
+            env="production", data_dir=tmp_path, database_url="sqlite://", master_key=short
+        )
     assert "KANVARO_MASTER_KEY" in str(info.value) and short not in str(info.value)
 
 

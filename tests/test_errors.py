@@ -30,9 +30,7 @@ def _problem(r, status: int) -> dict:
     return body
 
 
-@pytest.mark.parametrize(
-    "raw", [b"{", b'{"email": "a@b.example",}', b"\xff\xfe", b"[1, 2", b"nul"]
-)
+@pytest.mark.parametrize("raw", [b"{", b'{"email": "a@b.example",}', b"\xff\xfe", b"[1, 2", b"nul"])
 async def test_malformed_json_is_a_400_problem(faulty, raw):
     r = await faulty.post(
         "/api/v1/auth/login", content=raw, headers={"Content-Type": "application/json"}
@@ -77,7 +75,9 @@ async def test_an_unknown_field_is_a_422_naming_it(faulty):
 
 async def test_a_422_never_echoes_the_rejected_value(faulty):
     secret = "S3cret-never-echoed-" + "x" * 2000
-    r = await faulty.post("/api/v1/auth/login", json={"email": "a@kanvaro.example", "password": secret})
+    r = await faulty.post(
+        "/api/v1/auth/login", json={"email": "a@kanvaro.example", "password": secret}
+    )
     body = _problem(r, 422)
     assert body["errors"][0]["field"] == "password"
     assert "S3cret-never-echoed" not in r.text

@@ -33,7 +33,6 @@ from kanvaro.tenancy.models import Role
 from tests.conftest import PASSWORD, TenantFixture, new_tenant, unique_email
 from tests.test_routes_declare_permissions import RouteInfo, app_routes
 
-
 PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 PROBLEM = "application/problem+json"
 

@@ -92,9 +92,7 @@ def walk_routes(
                 route,
             )
         elif isinstance(route, Route):  # plain Starlette routes (the OpenAPI document)
-            yield RouteInfo(
-                prefix + route.path, tuple(sorted(route.methods or ())), (), route
-            )
+            yield RouteInfo(prefix + route.path, tuple(sorted(route.methods or ())), (), route)
         elif hasattr(route, "routes"):  # a Mount: its own routes, under its path
             yield from walk_routes(route.routes, prefix + getattr(route, "path", ""), extra)
 

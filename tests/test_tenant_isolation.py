@@ -21,7 +21,9 @@ on_postgres = pytest.mark.skipif(
 
 
 async def _project(tenant, name: str = "Isolated") -> str:
-    r = await tenant.client.post("/api/v1/projects", headers=tenant.admin.headers, json={"name": name})
+    r = await tenant.client.post(
+        "/api/v1/projects", headers=tenant.admin.headers, json={"name": name}
+    )
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
@@ -85,7 +87,9 @@ async def test_writing_a_row_for_another_tenant_raises(services, tenant, other_t
             await session.flush()
         await session.rollback()
     async with services.db.session(tenant_id=uuid.UUID(other_tenant.id)) as session:
-        assert (await session.execute(select(Project).where(Project.name == "Planted"))).first() is None
+        assert (
+            await session.execute(select(Project).where(Project.name == "Planted"))
+        ).first() is None
 
 
 async def test_a_new_row_takes_the_session_tenant_and_unscoped_writes_raise(services, tenant):
@@ -139,9 +143,7 @@ async def test_the_app_role_cannot_bypass_rls(services):
     async with services.db.engine.connect() as conn:
         role = (
             await conn.execute(
-                text(
-                    "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
-                )
+                text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
             )
         ).one()
     assert tuple(role) == (False, False), "the suite must connect as a role bound by RLS"
@@ -157,16 +159,22 @@ async def test_raw_sql_under_another_tenant_cannot_read_or_write_our_rows(
 
     async def as_tenant(conn, tenant_id: str | None) -> None:
         await conn.execute(
-            text("SELECT set_config('app.tenant_id', :t, true), set_config('app.all_tenants', 'off', true)"),
+            text(
+                "SELECT set_config('app.tenant_id', :t, true), set_config('app.all_tenants', 'off', true)"
+            ),
             {"t": tenant_id or ""},
         )
 
     async with services.db.engine.connect() as conn:
         async with conn.begin():
             await as_tenant(conn, other_tenant.id)
-            seen = (await conn.execute(text("SELECT id FROM projects WHERE id = :id"), {"id": mine})).all()
+            seen = (
+                await conn.execute(text("SELECT id FROM projects WHERE id = :id"), {"id": mine})
+            ).all()
             assert seen == []
-            everything = (await conn.execute(text("SELECT tenant_id FROM projects"))).scalars().all()
+            everything = (
+                (await conn.execute(text("SELECT tenant_id FROM projects"))).scalars().all()
+            )
             assert {str(t) for t in everything} <= {other_tenant.id}
             changed = await conn.execute(
                 text("UPDATE projects SET name = 'Hijacked' WHERE id = :id"), {"id": mine}
@@ -218,7 +226,9 @@ async def super_admin(services, client):
     return {"Authorization": f"Bearer {r.json()['accessToken']}"}
 
 
-async def test_a_super_admin_narrows_to_a_tenant_with_x_tenant_id(client, super_admin, tenant, other_tenant):
+async def test_a_super_admin_narrows_to_a_tenant_with_x_tenant_id(
+    client, super_admin, tenant, other_tenant
+):
     mine, theirs = await _project(tenant, "Seen by root"), await _project(other_tenant, "Other")
     r = await client.get("/api/v1/projects", headers={**super_admin, "X-Tenant-ID": tenant.id})
     assert r.status_code == 200, r.text
@@ -230,7 +240,9 @@ async def test_a_super_admin_narrows_to_a_tenant_with_x_tenant_id(client, super_
     assert r.status_code == 404
 
 
-async def test_a_super_admin_without_x_tenant_id_gets_400_on_tenant_resources(client, super_admin, tenant):
+async def test_a_super_admin_without_x_tenant_id_gets_400_on_tenant_resources(
+    client, super_admin, tenant
+):
     await _project(tenant)
     for path in ("/api/v1/projects", "/api/v1/tasks"):
         r = await client.get(path, headers=super_admin)
@@ -241,7 +253,9 @@ async def test_a_super_admin_without_x_tenant_id_gets_400_on_tenant_resources(cl
 
 
 async def test_an_unknown_or_malformed_x_tenant_id_is_refused(client, super_admin):
-    r = await client.get("/api/v1/projects", headers={**super_admin, "X-Tenant-ID": str(uuid.uuid4())})
+    r = await client.get(
+        "/api/v1/projects", headers={**super_admin, "X-Tenant-ID": str(uuid.uuid4())}
+    )
     assert r.status_code == 400
     assert r.json()["errors"][0]["field"] == "X-Tenant-ID"
     r = await client.get("/api/v1/projects", headers={**super_admin, "X-Tenant-ID": "acme"})
@@ -258,5 +272,7 @@ async def test_a_normal_users_x_tenant_id_is_ignored(client, tenant, other_tenan
     assert (await client.get(f"/api/v1/projects/{mine}", headers=headers)).status_code == 404
     r = await client.post("/api/v1/projects", headers=headers, json={"name": "Where?"})
     assert r.status_code == 201
-    owner = await client.get(f"/api/v1/projects/{r.json()['id']}", headers=other_tenant.admin.headers)
+    owner = await client.get(
+        f"/api/v1/projects/{r.json()['id']}", headers=other_tenant.admin.headers
+    )
     assert owner.status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -116,25 +117,37 @@ def _ensure_schema(settings: Settings) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="PEM certificate (chain): serve HTTPS")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key")] = None,
+    tls_ciphers: Annotated[
+        str | None,
+        typer.Option("--tls-ciphers", help="OpenSSL TLS 1.2 cipher list (KANVARO_TLS_CIPHERS)"),
+    ] = None,
 ) -> None:
     """Run the API server (development: migrates first and creates a first tenant if none)."""
-    import uvicorn
-
     from kanvaro.app import create_app
+    from kanvaro.crypto.tls import run_server
     from kanvaro.logging import configure_logging
 
+    if (tls_cert is None) != (tls_key is None):
+        typer.echo("--tls-cert and --tls-key go together", err=True)
+        raise typer.Exit(2)
     settings = _settings()
-    configure_logging(settings.log_level, json=settings.log_json)
+    configure_logging(
+        settings.log_level, json=settings.log_json, pii_fields=settings.pii_redaction
+    )
     _ensure_schema(settings)
     if not settings.is_production:
         asyncio.run(_first_run(settings))
-    uvicorn.run(
+    run_server(
         create_app(settings),
         host=host,
         port=port,
-        log_config=None,
-        proxy_headers=False,
-        server_header=False,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_ciphers=tls_ciphers or settings.tls_ciphers,
     )
 
 

@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     signing_key_reload_seconds: int = Field(default=60, ge=0)
     encrypted_fields: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["users.phone"])
     pii_redaction: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["email", "phone", "first_name", "last_name", "ip"]
+        default_factory=lambda: ["email", "phone", "first_name", "last_name"]
     )
 
     # TLS (kanvaro serve --tls-cert/--tls-key). OpenSSL cipher string for TLS 1.2; TLS 1.3

@@ -1,9 +1,17 @@
 """Structured JSON logs (structlog) with redaction applied to every event before rendering.
 
-Redaction is by key: any key that names a secret (password, token, secret, otp, code, key,
-authorization, cookie, ...) has its value replaced, at any depth. Configured PII fields
-(``pii_fields``) are masked the same way. Values are never inspected for content: a secret
-must not be logged under an innocent name in the first place, and the canary tests check it.
+Two steps run on every event, from structlog *and* from the standard library (uvicorn,
+SQLAlchemy, asyncio: they are routed through the same processors):
+
+1. By key: any key that names a secret (password, token, secret, otp, code, key, credential,
+   authorization, cookie, connection URL, ...) has its value replaced, at any depth; keys named
+   in ``pii_fields`` (``KANVARO_PII_REDACTION``: email, phone, ...) are masked the same way.
+2. By value, as a second net: strings that look like a bearer credential (a JWT, a
+   ``Bearer ...`` header value) are masked wherever they appear, messages included.
+
+uvicorn's access log line carries the request path; its query string is dropped, because a
+query parameter can carry a token. The canary tests (tests/security/test_canary.py) plant
+secrets through every entry point and check that none reaches the output.
 """
 
 from __future__ import annotations
@@ -18,10 +26,25 @@ import structlog
 
 REDACTED = "[REDACTED]"
 SECRET_KEY_PATTERN = re.compile(
-    r"pass(word|wd|phrase)?|secret|token|otp|totp|(^|_)code$|api[_-]?key|private|"
-    r"credential|authorization|cookie|session[_-]?id|signature|master[_-]?key|^key$|_key$",
+    r"pass(word|wd|phrase)?|secret|token|otp|totp|(^|_)codes?$|recovery_?codes?|api[_-]?key|private|"
+    r"credential|authorization|cookie|session[_-]?id|signature|master[_-]?key|^key$|_key$|"
+    r"^dek$|^kek$|bearer|jwt|dsn|database[_-]?url|redis[_-]?url|connection[_-]?string",
     re.IGNORECASE,
 )
+# A JWT (three base64url parts, the first two starting with '{"' encoded) or "Bearer <value>".
+SECRET_VALUE_PATTERN = re.compile(
+    r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
+)
+_OURS = "_kanvaro_handler"
+
+
+def _is_sensitive(key: str, pii: frozenset[str]) -> bool:
+    if SECRET_KEY_PATTERN.search(key):
+        return True
+    lowered = key.lower()
+    return any(
+        lowered == p or lowered.endswith("_" + p) or lowered.startswith(p + "_") for p in pii
+    )
 
 
 def _redact(value: Any, pii: frozenset[str]) -> Any:
@@ -32,11 +55,9 @@ def _redact(value: Any, pii: frozenset[str]) -> Any:
         }
     if isinstance(value, list | tuple):
         return [_redact(v, pii) for v in value]
+    if isinstance(value, str):
+        return SECRET_VALUE_PATTERN.sub(REDACTED, value)
     return value
-
-
-def _is_sensitive(key: str, pii: frozenset[str]) -> bool:
-    return bool(SECRET_KEY_PATTERN.search(key)) or key.lower() in pii
 
 
 def redaction_processor(pii_fields: Iterable[str] = ()) -> structlog.types.Processor:
@@ -44,28 +65,90 @@ def redaction_processor(pii_fields: Iterable[str] = ()) -> structlog.types.Proce
 
     def redact(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         return {
-            k: (v if k == "event" else REDACTED if _is_sensitive(k, pii) else _redact(v, pii))
+            k: (
+                _redact(v, pii)
+                if k == "event"
+                else REDACTED
+                if _is_sensitive(k, pii)
+                else _redact(v, pii)
+            )
             for k, v in event_dict.items()
         }
 
     return redact
 
 
+class _AccessLogFilter(logging.Filter):
+    """Drop the query string from uvicorn's access log line (it can carry a token)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.name == "uvicorn.access"
+            and isinstance(record.args, tuple)
+            and len(record.args) == 5
+        ):
+            args = list(record.args)
+            path = str(args[2])
+            if "?" in path:
+                args[2] = path.split("?", 1)[0] + "?" + REDACTED
+            record.args = tuple(args)
+        return True
+
+
 def configure_logging(
     level: str = "INFO", *, json: bool = True, pii_fields: Iterable[str] = (), stream: Any = None
 ) -> None:
-    processors: list[structlog.types.Processor] = [
+    numeric = logging.getLevelName(level.upper())
+    shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
+        structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
         redaction_processor(pii_fields),
     ]
     renderer = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
+    output = stream or sys.stderr
     structlog.configure(
-        processors=[*processors, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=output),
         cache_logger_on_first_use=False,
     )
+    # The standard library's loggers (uvicorn, SQLAlchemy, asyncio) go through the same
+    # redaction and renderer, into the same stream.
+    handler = logging.StreamHandler(output)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    handler.addFilter(_AccessLogFilter())
+    setattr(handler, _OURS, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    # These log SQL parameters or full URLs (query strings included) below WARNING, whatever
+    # the parameter is called, so key-based redaction cannot help: they stay at WARNING even
+    # when the rest runs at DEBUG. (SQLAlchemy decides to echo SQL from its logger's level.)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+
+
+QUIET_LOGGERS = (
+    "sqlalchemy.engine",
+    "sqlalchemy.pool",
+    "aiosqlite",
+    "asyncpg",
+    "httpx",
+    "httpcore",
+    "urllib3",
+    "hvac",
+)

@@ -108,3 +108,30 @@ def test_configured_encrypted_fields_must_be_declared() -> None:
     check_encrypted_fields(["users.phone"])
     with pytest.raises(ConfigError, match=r"users\.ssn"):
         check_encrypted_fields(["users.phone", "users.ssn"])
+
+
+async def test_users_route_filters_by_phone(services: Services, client, tenant, other_tenant) -> None:
+    r = await client.post(
+        "/api/v1/users",
+        headers=tenant.admin.headers,
+        json={
+            "email": f"ph-{uuid.uuid4().hex[:8]}@kanvaro.example",
+            "firstName": "José",
+            "lastName": "李",
+            "role": "viewer",
+            "phone": "+819012345678",
+        },
+    )
+    assert r.status_code == 201, r.text
+    wanted = r.json()["id"]
+    await add_user(services, other_tenant.id, "+819012345678")
+    r = await client.get(
+        "/api/v1/users", params={"phone": "+81 90 1234 5678"}, headers=tenant.admin.headers
+    )
+    assert r.status_code == 200, r.text
+    assert [u["id"] for u in r.json()["items"]] == [wanted]
+    assert r.json()["items"][0]["phone"] == "+819012345678"
+    r = await client.get(
+        "/api/v1/users", params={"phone": "+819099999999"}, headers=tenant.admin.headers
+    )
+    assert r.json()["items"] == []

@@ -20,7 +20,7 @@ from kanvaro.security.passwords import (
     is_common_password,
 )
 from kanvaro.services import Services
-from tests.conftest import make_settings, unique_email
+from tests.conftest import PASSWORD, make_settings, new_tenant, unique_email
 
 STRONG = "Str0ng!Kanvaro-Pass"
 
@@ -110,11 +110,13 @@ class GatedHasher(PasswordHasher):
         super().__init__()
         self.entered = threading.Event()
         self.release = threading.Event()
+        self.armed = True
 
     def verify(self, password: str, stored: str | None) -> tuple[bool, str | None]:
-        self.entered.set()
-        # If this ran on the event loop, nothing else could run until the wait gives up.
-        self.release.wait(timeout=10)
+        if self.armed:
+            self.entered.set()
+            # If this ran on the event loop, nothing else could run until the wait gives up.
+            self.release.wait(timeout=10)
         return super().verify(password, stored)
 
 
@@ -147,6 +149,46 @@ async def test_a_login_in_progress_does_not_stop_other_requests(data_dir, databa
             assert (await task).status_code == 401
             assert health.status_code == 200
             assert still_hashing and order == ["healthz", "login"]
+    finally:
+        gate.release.set()
+        await services.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_a_login_in_progress_holds_no_database_lock(data_dir, database_url):
+    """While one password is being checked, another request writes to the database (on
+    SQLite a transaction held open across the hash would lock every writer out)."""
+    settings = make_settings(data_dir, database_url)
+    services = Services.build(settings)
+    await services.startup()
+    gate = GatedHasher()
+    gate.armed = False
+    services.hasher = gate
+    try:
+        app = create_app(settings, services=services)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            tenant = await new_tenant(services, c)
+            gate.armed = True
+            order: list[str] = []
+
+            async def login() -> httpx.Response:
+                r = await c.post(
+                    "/api/v1/auth/login", json={"email": tenant.admin.email, "password": PASSWORD}
+                )
+                order.append("login")
+                return r
+
+            task = asyncio.create_task(login())
+            assert await asyncio.to_thread(gate.entered.wait, 10), "hashing never started"
+            made = await c.post(
+                "/api/v1/projects", headers=tenant.admin.headers, json={"name": "W"}
+            )
+            order.append("write")
+            gate.release.set()
+            assert (await task).status_code == 200
+            assert made.status_code == 201, made.text
+            assert order == ["write", "login"]
     finally:
         gate.release.set()
         await services.shutdown()

@@ -142,3 +142,16 @@ async def test_invisible_task_and_other_tenant_get_404(tenant, other_tenant, mak
     other_task = r.json()["id"]
     r = await c.get(f"/api/v1/tasks/{other_task}/comments/{comment['id']}", headers=alice.headers)
     assert r.status_code == 404
+
+
+async def test_deleting_a_task_deletes_its_comments(tenant, make_member):
+    c = tenant.client
+    _, task, alice, _ = await _setup(tenant, make_member)
+    comment = await _comment(c, task["id"], alice)
+    assert (
+        await c.delete(f"/api/v1/tasks/{task['id']}", headers=tenant.admin.headers)
+    ).status_code == 204
+    r = await c.get(
+        f"/api/v1/tasks/{task['id']}/comments/{comment['id']}", headers=tenant.admin.headers
+    )
+    assert r.status_code == 404

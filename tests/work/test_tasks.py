@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-import pytest
+import uuid
 
+import pytest
+from sqlalchemy import select
+
+from kanvaro.audit.models import AuditLog
 from tests.work.conftest import actions_for, audit_entries, join, new_project, walk
 
 pytestmark = pytest.mark.asyncio
@@ -228,6 +232,16 @@ async def test_assigning_needs_task_assign(tenant, make_member, services):
     assert r.status_code == 200, r.text
     assert await actions_for(services, task["id"]) == ["api:task:create", "api:task:update"]
     assert (await c.get(url, headers=dev.headers)).json()["assigneeIds"] == []
+    # Each refusal is itself audited (outside the rolled-back transaction).
+    async with services.db.session(all_tenants=True) as session:
+        rows = await session.execute(
+            select(AuditLog).where(
+                AuditLog.action == "api:permission:denied",
+                AuditLog.actor_id == uuid.UUID(dev.id),
+            )
+        )
+        denied = [e.changes["permission"] for e in rows.scalars()]
+    assert denied == ["task:assign", "task:assign"]
 
 
 async def test_refused_change_leaves_no_audit_entry(tenant, make_member, services):

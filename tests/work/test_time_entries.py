@@ -195,3 +195,15 @@ async def test_a_project_with_logged_time_cannot_be_deleted(tenant, services):
     assert "api:project:delete" not in await actions_for(services, project["id"])
     assert (await c.delete(f"{URL}/{entry['id']}", headers=h)).status_code == 204
     assert (await c.delete(f"/api/v1/projects/{project['id']}", headers=h)).status_code == 204
+
+
+async def test_deleting_a_task_keeps_its_logged_time(tenant):
+    c, h = tenant.client, tenant.admin.headers
+    project = await new_project(tenant)
+    task = (
+        await c.post("/api/v1/tasks", headers=h, json={"projectId": project["id"], "title": "T"})
+    ).json()
+    entry = await _log(c, h, project["id"], taskId=task["id"])
+    assert (await c.delete(f"/api/v1/tasks/{task['id']}", headers=h)).status_code == 204
+    kept = (await c.get(f"{URL}/{entry['id']}", headers=h)).json()
+    assert kept["taskId"] is None and kept["hours"] == "1.50"

@@ -58,7 +58,7 @@ class Verifier:
     @classmethod
     def parse(cls, text: str) -> Verifier:
         """Read a ``name+hexid+base64key`` verifier key and check that its id matches."""
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # base64 may itself contain "+"
         if len(parts) != 3:
             raise NoteError("a verifier key has the form name+keyid+base64(0x01||key)")
         name, hex_id, b64 = parts

@@ -95,25 +95,18 @@ async def login(
             "Too many failed sign-in attempts. Try again later.",
             headers={"Retry-After": str(verdict.retry_after)},
         )
-    row = (
-        await session.execute(
-            select(User, Tenant)
-            .outerjoin(Tenant, Tenant.id == User.tenant_id)
-            .where(func.lower(User.email) == email)
-        )
-    ).first()
-    user, tenant = (row[0], row[1]) if row else (None, None)
-    valid, new_hash = await services.hasher.verify_async(
-        password, user.password_hash if user else None
-    )
-    usable = (
-        user is not None
-        and user.is_active
-        and (
-            (tenant is None and user.is_super_admin)
-            or (tenant is not None and tenant.status == "active")
-        )
-    )
+    # Looked up in a short transaction of its own: no connection and (on SQLite) no write
+    # lock is held while the password is hashed. The request's session begins only once the
+    # password is known to be right.
+    async with services.db.session(all_tenants=True) as lookup:
+        user, usable = await _candidate(lookup, email)
+    stored_hash = user.password_hash if user else None
+    valid, new_hash = await services.hasher.verify_async(password, stored_hash)
+    if valid and usable and user is not None:
+        # Re-read under a row lock: deactivated or re-passworded meanwhile means no entry.
+        fresh, usable = await _candidate(session, email, lock=True)
+        valid = fresh is not None and fresh.id == user.id and fresh.password_hash == stored_hash
+        user = fresh if valid else user
     if not (valid and usable):
         await services.throttle.failed(email, context.ip_address)
         reason = "unknown_user" if user is None else "bad_password" if not valid else "disabled"
@@ -159,6 +152,28 @@ async def login(
     )
     security_log.info("auth_attempt", success=True, user_id=str(user.id), ip=context.ip_address)
     return pair
+
+
+async def _candidate(
+    session: AsyncSession, email: str, *, lock: bool = False
+) -> tuple[User | None, bool]:
+    """The account for an email, and whether it may sign in at all."""
+    stmt = (
+        select(User, Tenant)
+        .outerjoin(Tenant, Tenant.id == User.tenant_id)
+        .where(func.lower(User.email) == email)
+    )
+    if lock:
+        stmt = stmt.with_for_update(of=User)
+    row = (await session.execute(stmt)).first()
+    if row is None:
+        return None, False
+    user, tenant = row[0], row[1]
+    usable = user.is_active and (
+        (tenant is None and user.is_super_admin)
+        or (tenant is not None and tenant.status == "active")
+    )
+    return user, bool(usable)
 
 
 async def _record_failure(

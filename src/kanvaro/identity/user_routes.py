@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy import func, or_, select
 
+from kanvaro.crypto.search import blind_index_for
 from kanvaro.deps import Ctx, authenticated, require
 from kanvaro.errors import NotFound
 from kanvaro.identity import user_service
@@ -58,8 +59,13 @@ async def list_users(
     role: Annotated[str | None, Query(max_length=50)] = None,
     is_active: Annotated[bool | None, Query(alias="isActive")] = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
+    phone: Annotated[str | None, Query(max_length=32)] = None,
 ) -> dict[str, Any]:
     stmt = _visible(ctx, select(User))
+    if phone:
+        # Equality on the encrypted phone through its blind index (normalized to E.164).
+        digest = blind_index_for(ctx.services.keyring, "users.phone", ctx.tenant_id, phone)
+        stmt = stmt.where(User.phone_bidx == digest)
     if role:
         stmt = stmt.where(User.role_id.in_(select(Role.id).where(Role.name == role)))
     if is_active is not None:

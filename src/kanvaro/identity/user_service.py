@@ -54,7 +54,7 @@ def user_out(user: User, role_name: str | None, pending: bool) -> UserOut:
         phone=user.phone,
         role=role_name,
         is_active=user.is_active,
-        invitation_pending=pending,
+        invitation_pending=pending and user.is_active,
         last_login_at=user.last_login_at,
         created_at=user.created_at,
         updated_at=user.updated_at,
