@@ -14,8 +14,7 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Compilers only for dependencies that ship no wheel for this platform; they stay here.
 RUN apt-get update \
@@ -29,9 +28,10 @@ RUN python -m venv /opt/kanvaro \
     && /opt/kanvaro/bin/pip install --upgrade pip \
     && if [ -f requirements.lock ]; then /opt/kanvaro/bin/pip install -r requirements.lock; fi
 COPY src ./src
+# pip compiles the bytecode now, so a read-only container never needs to write it; pip itself
+# is not needed at run time.
 RUN /opt/kanvaro/bin/pip install . \
-    && /opt/kanvaro/bin/pip uninstall -y pip \
-    && find /opt/kanvaro -name '__pycache__' -prune -exec rm -rf {} +
+    && /opt/kanvaro/bin/pip uninstall -y pip
 
 # --- runtime: the slim base, security updates, the virtualenv, a fixed non-root user --------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -191,10 +191,13 @@ SAMPLE_BODIES: dict[str, dict[str, Any]] = {
 # --- routes and requests -----------------------------------------------------------------
 
 
+ROUTES = app_routes()
+
+
 def _api_routes(*kinds: str) -> list[RouteInfo]:
     return [
         r
-        for r in app_routes()
+        for r in ROUTES
         if r.path.startswith("/api/v1/") and len(r.access) == 1 and r.kind in kinds
     ]
 
@@ -256,14 +259,10 @@ async def _body(world: World, info: RouteInfo) -> dict[str, Any] | None:
     return body
 
 
-async def _call(
-    world: World, info: RouteInfo, headers: dict[str, str], path: str | None = None
-) -> httpx.Response:
+async def _call(world: World, info: RouteInfo, headers: dict[str, str]) -> httpx.Response:
     method = next(m for m in info.methods if m != "HEAD")
     body = await _body(world, info)
-    return await world.client.request(
-        method, path or await _fill(world, info), headers=headers, json=body
-    )
+    return await world.client.request(method, await _fill(world, info), headers=headers, json=body)
 
 
 def _is_problem(r: httpx.Response, status: int) -> bool:
@@ -301,7 +300,7 @@ def test_every_path_parameter_has_a_registry_entry():
     missing = sorted(
         {
             f"{info.label}: '{segment}'"
-            for info in app_routes()
+            for info in ROUTES
             for _, segment in _collections(info.path)
             if segment not in REGISTRY
         }
@@ -324,7 +323,7 @@ async def test_another_tenant_gets_404_on_our_objects(world, info):
 
 
 def _methods_at(path: str) -> set[str]:
-    return {m for r in app_routes() if r.path == path for m in r.methods}
+    return {m for r in ROUTES if r.path == path for m in r.methods}
 
 
 @pytest.mark.parametrize("info", LISTINGS, ids=lambda i: i.label)
@@ -350,6 +349,22 @@ async def test_a_role_without_the_permission_gets_403(world, info, role):
     assert r.json()["status"] == 403
 
 
+# Routes that declare authenticated() and decide inside (ownership, or one of several
+# permissions): the matrix cannot read their permission, but a viewer, who holds no write
+# permission at all, must never change tenant A's data through them.
+SELF_CHECKED_WRITES = [
+    info
+    for info in _api_routes("authenticated")
+    if not info.path.startswith("/api/v1/auth/") and set(info.methods) & {"POST", "PATCH", "DELETE"}
+]
+
+
+@pytest.mark.parametrize("info", SELF_CHECKED_WRITES, ids=lambda i: i.label)
+async def test_a_viewer_cannot_write_through_self_checked_routes(world, info):
+    r = await _call(world, info, await world.headers_for("viewer"))
+    assert _is_problem(r, 403) or _is_problem(r, 404), f"{info.label}: {r.status_code} {r.text}"
+
+
 @pytest.mark.parametrize("info", GUARDED, ids=lambda i: i.label)
 async def test_no_token_gets_401(world, info):
     r = await _call(world, info, {})
@@ -361,3 +376,24 @@ async def test_no_token_gets_401(world, info):
 async def test_a_forged_token_gets_401(world, info):
     r = await _call(world, info, {"Authorization": "Bearer e30.e30.c2ln"})
     assert _is_problem(r, 401), f"{info.label}: {r.status_code} {r.text}"
+
+
+async def test_a_refusal_is_recorded_as_a_security_event(world):
+    from kanvaro.audit.models import AuditLog
+
+    async def denials() -> int:
+        async with world.services.db.session(all_tenants=True) as session:
+            rows = await session.execute(
+                select(AuditLog.id).where(
+                    AuditLog.action == "api:permission:denied",
+                    AuditLog.tenant_id == uuid.UUID(world.a.id),
+                )
+            )
+            return len(rows.all())
+
+    before = await denials()
+    r = await world.client.post(
+        "/api/v1/projects", headers=await world.headers_for("viewer"), json={"name": "Nope"}
+    )
+    assert _is_problem(r, 403)
+    assert await denials() == before + 1

@@ -276,3 +276,25 @@ async def test_a_normal_users_x_tenant_id_is_ignored(client, tenant, other_tenan
         f"/api/v1/projects/{r.json()['id']}", headers=other_tenant.admin.headers
     )
     assert owner.status_code == 200
+
+
+async def test_a_super_admin_reads_its_own_profile_without_a_tenant(client, super_admin):
+    r = await client.get("/api/v1/auth/me", headers=super_admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["role"] == "super_admin" and r.json()["tenantId"] is None
+
+
+async def test_a_named_tenant_narrows_self_checked_routes_too(
+    client, super_admin, tenant, other_tenant
+):
+    # PATCH /users/{id} declares authenticated() and checks inside: narrowing must still hold.
+    victim = other_tenant.admin.id
+    headers = {**super_admin, "X-Tenant-ID": tenant.id, "If-Match": '"v1"'}
+    r = await client.patch(f"/api/v1/users/{victim}", headers=headers, json={"firstName": "Moved"})
+    assert r.status_code == 404, r.text
+    r = await client.delete(
+        f"/api/v1/users/{victim}", headers={**super_admin, "X-Tenant-ID": tenant.id}
+    )
+    assert r.status_code == 404, r.text
+    me = await client.get("/api/v1/auth/me", headers=other_tenant.admin.headers)
+    assert me.status_code == 200 and me.json()["firstName"] != "Moved"

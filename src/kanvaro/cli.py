@@ -26,7 +26,14 @@ app.add_typer(audit_app, name="audit")
 
 def _settings() -> Settings:
     try:
-        return load_settings()
+        settings = load_settings()
+        # Every command logs through the same redaction as the server.
+        from kanvaro.logging import configure_logging
+
+        configure_logging(
+            settings.log_level, json=settings.log_json, pii_fields=settings.pii_redaction
+        )
+        return settings
     except ConfigError as exc:
         typer.echo(f"configuration error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -135,9 +142,7 @@ def serve(
         typer.echo("--tls-cert and --tls-key go together", err=True)
         raise typer.Exit(2)
     settings = _settings()
-    configure_logging(
-        settings.log_level, json=settings.log_json, pii_fields=settings.pii_redaction
-    )
+    configure_logging(settings.log_level, json=settings.log_json, pii_fields=settings.pii_redaction)
     _ensure_schema(settings)
     if not settings.is_production:
         asyncio.run(_first_run(settings))

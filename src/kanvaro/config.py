@@ -113,7 +113,9 @@ class Settings(BaseSettings):
     reencrypt_pause_seconds: float = Field(default=0.0, ge=0)
     key_maintenance_interval_seconds: int = Field(default=300, ge=0)  # 0: no background job
     signing_key_reload_seconds: int = Field(default=60, ge=0)
-    encrypted_fields: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["users.phone"])
+    encrypted_fields: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["users.phone"]
+    )
     pii_redaction: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["email", "phone", "first_name", "last_name"]
     )
@@ -188,7 +190,10 @@ def secret_problems(settings: Settings) -> list[str]:
     if settings.key_provider is KeyProviderName.vault:
         required["vault_token"] = 8
         if not settings.vault_addr:
-            return [*_check(settings, required), "KANVARO_VAULT_ADDR is required for key_provider=vault"]
+            return [
+                *_check(settings, required),
+                "KANVARO_VAULT_ADDR is required for key_provider=vault",
+            ]
     if settings.smtp_username:
         required["smtp_password"] = 1
     return _check(settings, required)

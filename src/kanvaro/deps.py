@@ -233,11 +233,12 @@ def _dependency(permissions: tuple[Permission, ...]) -> Any:
                             ],
                         )
                     principal = _with_tenant(principal, target)
-            if not (principal.is_super_admin and not permissions):
+            if not (principal.is_super_admin and principal.tenant_id is None and not permissions):
                 await switch_tenant(session, principal.tenant_id)
-            # else: the super admin's own rows (user, sessions) belong to no tenant, so the
-            # self-service routes (authenticated(): me, logout, password) keep the instance-wide
-            # session; every require() route is narrowed (and answers 400 without a tenant).
+            # else: a super admin who names no tenant, on an authenticated() route (me, logout,
+            # password): its own user and session rows belong to no tenant, so the session stays
+            # instance-wide. Naming a tenant always narrows, and require() routes without one
+            # answer 400 (MissingTenantContext / Ctx.tenant_id).
             missing = [p.value for p in permissions if not principal.has(p.value)]
             if missing:
                 await record_denied(services, request, principal, missing[0])

@@ -95,6 +95,16 @@ class _AccessLogFilter(logging.Filter):
         return True
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is at write time (test runners swap it and close the old one)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(
     level: str = "INFO", *, json: bool = True, pii_fields: Iterable[str] = (), stream: Any = None
 ) -> None:
@@ -109,7 +119,7 @@ def configure_logging(
     renderer = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
-    output = stream or sys.stderr
+    output = stream or _Stderr()
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -143,6 +153,7 @@ def configure_logging(
 
 
 QUIET_LOGGERS = (
+    "alembic.runtime.plugins",
     "sqlalchemy.engine",
     "sqlalchemy.pool",
     "aiosqlite",

@@ -54,7 +54,9 @@ class Services:
             mailer = OutboxMailer(settings.data_dir / "outbox", settings.smtp_from)
         db = Database(settings.resolved_database_url)
         assert settings.master_key is not None, "Settings.prepare() was not called"
-        keyring = Keyring(make_provider(settings), master=settings.master_key.get_secret_value().encode())
+        keyring = Keyring(
+            make_provider(settings), master=settings.master_key.get_secret_value().encode()
+        )
         # Every session of this database carries the keyring: encrypted fields use it.
         db.sessionmaker.configure(info={"keyring": keyring})
         return cls(

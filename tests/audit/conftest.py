@@ -128,7 +128,7 @@ async def super_admin(services: Any, app: Any) -> Member:
 
 
 async def run_cli(
-    *args: str, data_dir: Path, database_url: str, timeout: float = 120
+    *args: str, data_dir: Path, database_url: str, limit: float = 120
 ) -> tuple[int, str, str]:
     """Run the real ``kanvaro`` command in a subprocess (its own event loop and settings)."""
     env = {
@@ -146,7 +146,7 @@ async def run_cli(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(), limit)
     except TimeoutError:
         proc.kill()
         await proc.wait()

@@ -194,7 +194,9 @@ async def test_the_super_admin_sees_all_tenants_and_can_narrow(tenant, other_ten
         params = {"action": "api:project:create", "limit": 500}
         page = (
             await c.get(
-                LOGS, headers=super_admin.headers, params={**params, "cursor": cursor} if cursor else params
+                LOGS,
+                headers=super_admin.headers,
+                params={**params, "cursor": cursor} if cursor else params,
             )
         ).json()
         chains |= {e["chainId"] for e in page["items"]}
@@ -212,7 +214,7 @@ async def test_the_super_admin_sees_all_tenants_and_can_narrow(tenant, other_ten
 
 async def test_csv_export_neutralizes_formulas_and_is_audited(tenant):
     c, h = tenant.client, tenant.admin.headers
-    evil = "=HYPERLINK(\"http://evil.example\",\"x\")"
+    evil = '=HYPERLINK("http://evil.example","x")'
     await _projects(tenant, 1, **{"User-Agent": evil})
     r = await c.get(LOGS, headers=h, params={"format": "csv", "action": "api:project:create"})
     assert r.status_code == 200, r.text

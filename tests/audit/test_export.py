@@ -36,6 +36,12 @@ async def exported(tenant, settings, database_url, tmp_path):
     )
     assert code == 0, stderr
     assert "exported" in stdout
+    r = await tenant.client.get(
+        "/api/v1/audit/logs",
+        headers=tenant.admin.headers,
+        params={"action": "cli:audit_log:export"},
+    )
+    assert len(r.json()["items"]) == 1  # the export itself is audited
     return out, key
 
 
@@ -118,7 +124,7 @@ async def test_truncated_exports_are_rejected(exported, tmp_path):
     # drop the last entry and fix the count: the signed checkpoint still counts it
     end = {**records[-1], "entries": records[-1]["entries"] - 1}
     with pytest.raises(VerificationFailed, match="truncated: a signed checkpoint covers"):
-        _check(_write(tmp_path / "c.jsonl", records[:-2] + [end]), key)
+        _check(_write(tmp_path / "c.jsonl", [*records[:-2], end]), key)
 
 
 async def test_a_checkpoint_signed_by_another_key_is_rejected(exported, tmp_path):
@@ -183,7 +189,10 @@ async def test_forged_proofs_are_rejected(tenant, tmp_path, settings, database_u
         raw[0] ^= 1
         return base64.b64encode(bytes(raw)).decode()
 
-    forged_inclusion = {**inclusion, "proof": [flip(inclusion["proof"][0]), *inclusion["proof"][1:]]}
+    forged_inclusion = {
+        **inclusion,
+        "proof": [flip(inclusion["proof"][0]), *inclusion["proof"][1:]],
+    }
     with pytest.raises(VerificationFailed, match="proof rejected"):
         verify_bundle(forged_inclusion, verifier)
     # a proof for a root the log never signed

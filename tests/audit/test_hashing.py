@@ -15,8 +15,9 @@ safe_ints = st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
 scalars = st.none() | st.booleans() | safe_ints | st.text(max_size=40)
 profile_values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(ascii_keys, children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(ascii_keys, children, max_size=5)
+    ),
     max_leaves=30,
 )
 
@@ -32,7 +33,9 @@ finite_floats = st.floats(allow_nan=False, allow_infinity=False)
 any_keys = st.text(max_size=8)
 wide_values = st.recursive(
     scalars | finite_floats,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(any_keys, children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(any_keys, children, max_size=4)
+    ),
     max_leaves=20,
 )
 

@@ -16,7 +16,6 @@ from kanvaro.audit.service import AuditContext
 from kanvaro.audit.verify import verify_chain
 
 
-
 async def _entries(db, chain_id):
     async with db.session(all_tenants=True) as session:
         rows = await session.execute(

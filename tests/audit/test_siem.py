@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from kanvaro.app import create_app
-from kanvaro.audit.siem import SiemForwarder, Webhook, format_rfc5424
+from kanvaro.audit.siem import SEVERITY, SiemForwarder, Webhook, format_rfc5424
 from kanvaro.services import Services
-from tests.conftest import make_settings
+from tests.conftest import make_settings, unique_email
 
 RFC5424 = re.compile(
     r"^<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<proc>\S+) (?P<msgid>\S+) "
@@ -67,15 +67,15 @@ class Receivers:
 
     @property
     def udp_address(self) -> str:
-        return "127.0.0.1:%d" % self._udp.getsockname()[1]
+        return f"127.0.0.1:{self._udp.getsockname()[1]}"
 
     @property
     def tcp_address(self) -> str:
-        return "127.0.0.1:%d" % self._tcp.getsockname()[1]
+        return f"127.0.0.1:{self._tcp.getsockname()[1]}"
 
     @property
     def url(self) -> str:
-        return "http://127.0.0.1:%d/siem" % self._http.server_address[1]
+        return f"http://127.0.0.1:{self._http.server_address[1]}/siem"
 
     def _serve_udp(self) -> None:
         while not self.stop.is_set():
@@ -134,7 +134,7 @@ def _events(messages: list[bytes]) -> list[dict]:
         event = json.loads(match["msg"])
         severity = int(match["pri"]) % 8
         assert int(match["pri"]) // 8 == 10  # authpriv
-        assert severity == {"info": 6, "warning": 4, "error": 3}[event["level"]]
+        assert severity == SEVERITY[event["level"]]
         assert match["msgid"] == event["event"][:32]
         out.append(event)
     return out
@@ -167,7 +167,7 @@ async def test_security_events_reach_syslog_udp_tcp_and_the_webhook(
         transport = httpx.ASGITransport(app=app, client=("192.0.2.44", 5000))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             r = await c.post(
-                "/api/v1/auth/login", json={"email": "nobody@kanvaro.example", "password": canary}
+                "/api/v1/auth/login", json={"email": unique_email("nobody"), "password": canary}
             )
             assert r.status_code == 401
             viewer = await tenant.member("viewer")
@@ -217,7 +217,7 @@ async def test_a_full_queue_drops_and_counts_without_blocking(receivers):
 async def test_an_unreachable_siem_never_breaks_a_request(data_dir, database_url, tenant):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
-        dead = "127.0.0.1:%d" % s.getsockname()[1]
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
     settings = make_settings(
         data_dir, database_url, siem_syslog_tcp=dead, audit_checkpoint_interval_seconds=0
     )
@@ -227,7 +227,7 @@ async def test_an_unreachable_siem_never_breaks_a_request(data_dir, database_url
         transport = httpx.ASGITransport(app=create_app(settings, services=services))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             r = await c.post(
-                "/api/v1/auth/login", json={"email": "x@kanvaro.example", "password": "nope"}
+                "/api/v1/auth/login", json={"email": unique_email("x"), "password": "nope"}
             )
             assert r.status_code == 401
         lane = services.audit.forwarder.lanes[0]

@@ -67,3 +67,19 @@ def test_tampered_and_foreign_values_refused() -> None:
     for bad in (f"{head}:{flipped}", "plaintext", "kv1:zz:1:AAAA", "kv2:" + stored[4:]):
         with pytest.raises(DecryptionError):
             envelope.open_(KEY, bad, HERE)
+
+
+def test_key_lineage_per_scope() -> None:
+    from kanvaro.crypto.fields import FieldSpec
+
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+
+    def spec(scope: str, owner: str | None = None) -> FieldSpec:
+        return FieldSpec(object, "secret", "secret_encrypted", scope, owner, None, None)
+
+    assert spec("user", "user_id").lineage(tenant, user).owner_id == str(user)
+    assert spec("user", "user_id").lineage(tenant, user).kek == f"user-{user}"
+    assert spec("tenant").lineage(tenant, None).owner_id == str(tenant)
+    assert spec("tenant").lineage(tenant, None).kek == "instance"
+    assert spec("tenant").lineage(None, None).scope == "instance"  # instance-wide rows
+    assert spec("instance").lineage(tenant, None).owner_id == "instance"

@@ -110,7 +110,9 @@ def test_configured_encrypted_fields_must_be_declared() -> None:
         check_encrypted_fields(["users.phone", "users.ssn"])
 
 
-async def test_users_route_filters_by_phone(services: Services, client, tenant, other_tenant) -> None:
+async def test_users_route_filters_by_phone(
+    services: Services, client, tenant, other_tenant
+) -> None:
     r = await client.post(
         "/api/v1/users",
         headers=tenant.admin.headers,

@@ -7,7 +7,7 @@ import asyncio
 import signal
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from kanvaro.crypto import envelope
 from kanvaro.crypto.models import EncryptionKey, KeyRotation
@@ -162,3 +162,52 @@ async def test_status_endpoint(services: Services, client, tenant) -> None:
     r = await client.get("/api/v1/admin/keys/status", headers=member.headers)
     assert r.status_code == 403
     assert (await client.get("/api/v1/admin/keys/status")).status_code == 401
+
+
+async def test_scheduled_rotation_and_tampered_rows(
+    services: Services, tenant, uuid_param, monkeypatch
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from kanvaro.crypto.maintenance import run_key_maintenance
+    from kanvaro.db import utcnow
+
+    first = await add_user(services, tenant.id, "+14155552001")
+    second = await add_user(services, tenant.id, "+14155552002")
+    stolen, _ = await stored_phone(services, first)
+    async with services.db.session(all_tenants=True) as session:
+        await session.execute(
+            text("UPDATE users SET phone_encrypted = :c WHERE id = :id"),
+            {"c": stolen, "id": uuid_param(second)},
+        )
+    monkeypatch.setattr(services.settings, "key_rotation_days", 0)
+    await run_key_maintenance(services)  # 0 days: automatic rotation is off
+    async with services.db.session(all_tenants=True) as session:
+        assert await running_rotation_or_none(session) is None
+    monkeypatch.setattr(services.settings, "key_rotation_days", 30)
+    key = envelope.key_id_of(stolen)
+    async with services.db.session(all_tenants=True) as session:
+        await session.execute(
+            update(EncryptionKey)
+            .where(EncryptionKey.id == key)
+            .values(created_at=utcnow() - timedelta(days=31))
+        )
+    await run_key_maintenance(services)
+    async with services.db.session(all_tenants=True) as session:
+        latest = (
+            await session.execute(
+                select(KeyRotation).order_by(KeyRotation.started_at.desc()).limit(1)
+            )
+        ).scalar_one()
+    assert latest.reason == "scheduled" and latest.state == "completed"
+    assert latest.unreadable_rows >= 1  # the tampered copy: skipped, not re-encrypted
+    assert await _key_state(services, key) == "retiring"  # still named by the tampered row
+    assert (await _phones(services, [first]))[first] == "+14155552001"
+
+
+async def running_rotation_or_none(session):  # type: ignore[no-untyped-def]
+    from kanvaro.crypto.rotation import running_rotation
+
+    return await running_rotation(session)

@@ -103,3 +103,29 @@ async def test_unknown_kid_reloads_are_rate_limited(services: Services, client, 
         assert calls <= 1
     finally:
         del services.reload_keys
+
+
+async def test_periodic_reload_picks_up_rotation(services: Services, settings) -> None:
+    import asyncio
+
+    from kanvaro.identity.keys import rotate_signing_key
+
+    watcher = Services.build(
+        settings.model_copy(
+            update={"key_maintenance_interval_seconds": 0, "signing_key_reload_seconds": 1}
+        )
+    )
+    await watcher.startup()
+    try:
+        before = watcher.tokens.signing_kid
+        async with services.db.session(all_tenants=True) as session:
+            new_kid = await rotate_signing_key(session, services.master_key, max_token_ttl=900)
+        for _ in range(200):  # the background task reloads every second
+            if watcher.tokens.signing_kid == new_kid:
+                break
+            await asyncio.sleep(0.05)
+        assert before != new_kid and watcher.tokens.signing_kid == new_kid
+        assert before in {k["kid"] for k in watcher.tokens.jwks()["keys"]}
+    finally:
+        await watcher.shutdown()
+    await services.reload_keys()

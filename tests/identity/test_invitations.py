@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
+import uuid
+from datetime import UTC, datetime, timedelta
 
-from tests.conftest import PASSWORD, new_tenant, unique_email
-from tests.identity.conftest import audit_entries, invitation_token
+import httpx
+import pytest
+from sqlalchemy import update
+
+from kanvaro.app import create_app
+from kanvaro.identity.models import Invitation
+from kanvaro.services import Services
+from tests.conftest import PASSWORD, make_settings, new_tenant, unique_email
+from tests.identity.conftest import audit_entries, free_port, invitation_token
 
 pytestmark = pytest.mark.asyncio
 
@@ -83,14 +91,7 @@ async def test_invitation_of_a_deactivated_person_cannot_be_accepted(
 
 
 async def test_unreachable_mail_server_creates_nothing(tenant, data_dir, database_url):
-    import httpx
-
-    from kanvaro.app import create_app
-    from kanvaro.services import Services
-    from tests.conftest import make_settings
-    from tests.identity.conftest import _free_port
-
-    settings = make_settings(data_dir, database_url, smtp_host="127.0.0.1", smtp_port=_free_port())
+    settings = make_settings(data_dir, database_url, smtp_host="127.0.0.1", smtp_port=free_port())
     services = Services.build(settings)
     await services.startup()
     try:
@@ -108,3 +109,27 @@ async def test_unreachable_mail_server_creates_nothing(tenant, data_dir, databas
             assert listed.json()["items"] == []
     finally:
         await services.shutdown()
+
+
+async def test_expired_invitation_is_refused(smtp_server, smtp_services, smtp_client):
+    inbox, _ = smtp_server
+    tenant = await new_tenant(smtp_services, smtp_client)
+    email = unique_email("late")
+    r = await smtp_client.post(
+        "/api/v1/users",
+        headers=tenant.admin.headers,
+        json={"email": email, "firstName": "Zoë", "lastName": "Ng", "role": "viewer"},
+    )
+    token = invitation_token(inbox.last_to(email))
+    async with smtp_services.db.session(tenant_id=uuid.UUID(tenant.id)) as session:
+        await session.execute(
+            update(Invitation)
+            .where(Invitation.user_id == uuid.UUID(r.json()["id"]))
+            .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    listed = await smtp_client.get(f"/api/v1/users/{r.json()['id']}", headers=tenant.admin.headers)
+    assert listed.json()["invitationPending"] is False
+    accept = await smtp_client.post(
+        "/api/v1/auth/invitations/accept", json={"token": token, "password": PASSWORD}
+    )
+    assert accept.status_code == 401

@@ -75,9 +75,11 @@ def _client(cert: Path, minimum: ssl.TLSVersion, maximum: ssl.TLSVersion) -> ssl
 
 
 def _handshake(port: int, context: ssl.SSLContext) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            return str(tls.version())
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        return str(tls.version())
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +94,18 @@ def server(certificate, settings) -> Iterator[int]:  # type: ignore[no-untyped-d
         "KANVARO_KEY_MAINTENANCE_INTERVAL_SECONDS": "0",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kanvaro.cli", "serve", "--port", str(port)]
-        + ["--tls-cert", str(cert), "--tls-key", str(key)],
+        [
+            sys.executable,
+            "-m",
+            "kanvaro.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -154,11 +166,13 @@ def test_tls13_is_negotiated(server: int, certificate) -> None:
 def test_tls12_still_accepted_with_configured_ciphers(server: int, certificate) -> None:
     cert, _ = certificate
     context = _client(cert, ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_2)
-    with socket.create_connection(("127.0.0.1", server), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            assert tls.version() == "TLSv1.2"
-            name, _, _ = tls.cipher()
-            assert name.startswith("ECDHE-") and ("GCM" in name or "CHACHA20" in name)
+    with (
+        socket.create_connection(("127.0.0.1", server), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.version() == "TLSv1.2"
+        name, _, _ = tls.cipher()
+        assert name.startswith("ECDHE-") and ("GCM" in name or "CHACHA20" in name)
 
 
 def test_tls11_handshake_refused(server: int, certificate) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kanvaro.audit import checkpoints
+from kanvaro.audit import service as audit
 from kanvaro.audit.chain import to_document
 from kanvaro.audit.hashing import timestamp
 from kanvaro.audit.keys import CheckpointSigner
@@ -84,4 +85,13 @@ async def write_export(
             _line(out, {"type": "entry", **to_document(row)})
         last = rows[-1].sequence_number
     _line(out, {"type": "end", "entries": last, "checkpoints": count_marks})
+    # The export is a data export: it is audited, after the signed tree it exported.
+    await audit.record(
+        session,
+        action="cli:audit_log:export",
+        category="user_activity",
+        tenant_id=tenant_id,
+        resource_type="audit_log",
+        changes={"chainId": chain_id, "entries": last},
+    )
     return last

@@ -27,15 +27,27 @@ GENESIS_HASH = "0" * 64
 SALT_BYTES = 16
 
 
+_SAFE = 2**53
+
+
 def _in_profile(value: Any) -> bool:
-    if value is None or isinstance(value, bool | str):
+    """Strings, booleans, null, I-JSON-safe integers, lists and ASCII-keyed dicts of those.
+
+    Exact type checks (not ``isinstance`` against ABCs) keep this walk cheap on the hot path;
+    a subclass or any other type simply takes the reference encoder.
+    """
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
         return True
-    if isinstance(value, int):
-        return -(2**53) < value < 2**53  # I-JSON safe integers only
-    if isinstance(value, list | tuple):
-        return all(_in_profile(v) for v in value)
-    if isinstance(value, Mapping):
-        return all(isinstance(k, str) and k.isascii() and _in_profile(v) for k, v in value.items())
+    if kind is int:
+        return -_SAFE < value < _SAFE
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not key.isascii() or not _in_profile(item):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(_in_profile(item) for item in value)
     return False
 
 

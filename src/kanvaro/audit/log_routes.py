@@ -144,7 +144,7 @@ async def list_logs(
     end: Annotated[datetime | None, Query(alias="to")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    format: Literal["csv", "json"] | None = None,  # noqa: A002 - the query parameter's name
+    format: Literal["csv", "json"] | None = None,
 ) -> Any:
     for name, value in (("from", start), ("to", end)):
         if value is not None and value.tzinfo is None:

@@ -83,7 +83,9 @@ def verify_export(lines: Iterable[str | bytes], verifier: Verifier) -> ExportSum
     if records[-1]["type"] != "end":
         raise VerificationFailed("the export is truncated: it has no end record")
     end = records[-1]
-    checkpoints = [_signed(r["note"], verifier, chain_id) for r in records if r["type"] == "checkpoint"]
+    checkpoints = [
+        _signed(r["note"], verifier, chain_id) for r in records if r["type"] == "checkpoint"
+    ]
     entries = [r for r in records if r["type"] == "entry"]
     if end.get("entries") != len(entries) or end.get("checkpoints") != len(checkpoints):
         raise VerificationFailed(

@@ -64,9 +64,8 @@ async def resolve_chain(ctx: Ctx, tenant: str | None) -> tuple[str, uuid.UUID | 
         if not principal.is_super_admin and target != principal.tenant_id:
             raise NotFound("No such audit chain.")
     await scope_to(ctx, target)
-    if target is not None and principal.is_super_admin:
-        if await ctx.db.get(Tenant, target) is None:
-            raise NotFound("No such audit chain.")
+    if target is not None and principal.is_super_admin and await ctx.db.get(Tenant, target) is None:
+        raise NotFound("No such audit chain.")
     return audit.chain_for(target), target
 
 

@@ -20,11 +20,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-
-import structlog
 
 from kanvaro.audit.chain import expected_record_hash, hashed_document, to_document
 from kanvaro.audit.hashing import GENESIS_HASH, content_digest, new_salt, timestamp

@@ -12,6 +12,7 @@ failing destination only increments ``failed``. TCP uses octet-counting framing 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import socket
@@ -160,10 +161,8 @@ class _Lane:
                 self.failed += 1
 
     def stop(self, timeout: float) -> None:
-        try:
+        with contextlib.suppress(queue.Full):
             self.queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            pass
         self.thread.join(timeout)
         self.destination.close()
 

@@ -65,7 +65,7 @@ class VerifyReport:
         }
 
 
-class NeedsLocate(Exception):  # noqa: N818 - a signal, not an error
+class NeedsLocate(Exception):
     """The entry's previous hash does not link: the caller must locate the named predecessor."""
 
 

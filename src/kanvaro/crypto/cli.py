@@ -113,7 +113,9 @@ def status() -> None:
 
     async def job(services: Services) -> Any:
         async with services.db.session(all_tenants=True) as session:
-            return await key_status(session, None)
+            result = await key_status(session, None)
+        result["provider"] = services.keyring.provider.name if services.keyring else None
+        return result
 
     result = _run(job)
     typer.echo(json.dumps(result, indent=2))

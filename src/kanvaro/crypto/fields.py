@@ -148,7 +148,7 @@ class Encrypted:
         memo = obj.__dict__.get(_MEMO, {}).get(self.storage)
         if memo is not None and memo[0] == stored:
             if isinstance(memo[1], DecryptionError):
-                raise memo[1]
+                raise type(memo[1])(str(memo[1]))  # a fresh one: no growing traceback
             return memo[1]
         assert self.spec is not None
         session = object_session(obj)

@@ -143,31 +143,49 @@ async def change_password(body: PasswordChangeIn, ctx: Authenticated) -> Respons
     return Response(status_code=204)
 
 
+INVITATION_INVALID = "The invitation is invalid or has expired."
+
+
+async def _open_invitation(
+    db: AsyncSession, digest: str, *, lock: bool = False
+) -> tuple[Invitation, User, Tenant]:
+    stmt = (
+        select(Invitation, User, Tenant)
+        .join(User, User.id == Invitation.user_id)
+        .join(Tenant, Tenant.id == Invitation.tenant_id)
+        .where(Invitation.token_hash == digest)
+    )
+    row = (await db.execute(stmt.with_for_update() if lock else stmt)).first()
+    if row is None:
+        raise Unauthorized(INVITATION_INVALID)
+    invitation, user, tenant = row
+    if (
+        invitation.accepted_at is not None
+        or invitation.expires_at <= utcnow()
+        or not user.is_active
+        or tenant.status != "active"
+    ):
+        raise Unauthorized(INVITATION_INVALID)
+    return invitation, user, tenant
+
+
 @router.post("/invitations/accept", status_code=204)
 async def accept_invitation(body: AcceptInvitationIn, request: Request, db: PublicDb) -> Response:
+    services = services_of(request)
     digest = hashlib.sha256(body.token.encode()).hexdigest()
-    row = (
-        await db.execute(
-            select(Invitation, User, Tenant)
-            .join(User, User.id == Invitation.user_id)
-            .join(Tenant, Tenant.id == Invitation.tenant_id)
-            .where(Invitation.token_hash == digest)
-            .with_for_update()
-        )
-    ).first()
-    if row is None or row[0].accepted_at is not None or row[0].expires_at <= utcnow():
-        raise Unauthorized("The invitation is invalid or has expired.")
-    invitation, user, tenant = row
-    if not user.is_active or tenant.status != "active":
-        raise Unauthorized("The invitation is invalid or has expired.")
+    # Checked and hashed outside the request's transaction (no lock held while hashing),
+    # then re-checked under a row lock so that a token is accepted once only.
+    async with services.db.session(all_tenants=True) as lookup:
+        _, user, tenant = await _open_invitation(lookup, digest)
     check_password(
         password_policy(tenant),
         body.password,
         email=user.email,
         names=(user.first_name, user.last_name),
     )
-    services = services_of(request)
-    user.password_hash = await services.hasher.hash_async(body.password)
+    password_hash = await services.hasher.hash_async(body.password)
+    invitation, user, _ = await _open_invitation(db, digest, lock=True)
+    user.password_hash = password_hash
     user.password_changed_at = utcnow()
     invitation.accepted_at = utcnow()
     await audit.record(

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kanvaro.audit import service as audit
 from kanvaro.db import utcnow
 from kanvaro.identity.models import SigningKey
 from kanvaro.security.aead import derive_key, open_sealed, seal
@@ -96,4 +97,13 @@ async def rotate_signing_key(session: AsyncSession, master: bytes, *, max_token_
     pair = SigningKeyPair.generate()
     session.add(_to_row(pair, wrap_key(master)))
     await session.flush()
+    await audit.record(
+        session,
+        action="system:signing-key:rotate",
+        category="system",
+        tenant_id=None,
+        resource_type="signing_key",
+        resource_id=pair.kid,
+        changes={"verifySeconds": max_token_ttl},
+    )
     return pair.kid
