@@ -151,3 +151,25 @@ def test_the_build_context_leaves_out_secrets_and_local_state():
     }
     assert {".git", ".venv", ".kanvaro", "**/secrets", "tests"} <= ignored
     assert "src" not in ignored and "pyproject.toml" not in ignored
+
+
+def test_the_healthcheck_command_really_probes_a_server(stages, tmp_path):
+    """Run the image's probe against a real ``kanvaro serve``: 0 while it runs, not 0 after."""
+    import subprocess
+    import sys
+
+    from tests.test_cli import Server
+
+    (check,) = stages[-1].all("HEALTHCHECK")
+    code = _exec_form(check[check.index("CMD") + 3 :].strip())[2]
+    server = Server(tmp_path / "data", tmp_path / "serve.log")
+    try:
+        server.wait_ready()
+        probe = code.replace("127.0.0.1:8000", f"127.0.0.1:{server.port}")
+        assert subprocess.run([sys.executable, "-c", probe], timeout=60).returncode == 0
+    finally:
+        server.stop()
+    assert (
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60).returncode
+        != 0
+    )

@@ -15,7 +15,7 @@ from kanvaro.crypto.errors import DecryptionError, KeyDestroyed
 from kanvaro.crypto.keyring import Keyring
 from kanvaro.crypto.models import EncryptionKey
 from kanvaro.crypto.providers import make_provider
-from kanvaro.crypto.rotation import shred_user
+from kanvaro.crypto.shredding import shred_user
 from kanvaro.identity.models import User
 from kanvaro.services import Services
 from tests.crypto.conftest import add_user, stored_phone

@@ -120,7 +120,7 @@ async def test_periodic_reload_picks_up_rotation(services: Services, settings) -
         before = watcher.tokens.signing_kid
         async with services.db.session(all_tenants=True) as session:
             new_kid = await rotate_signing_key(session, services.master_key, max_token_ttl=900)
-        for _ in range(200):  # the background task reloads every second
+        for _ in range(600):  # the background task reloads every second
             if watcher.tokens.signing_kid == new_kid:
                 break
             await asyncio.sleep(0.05)

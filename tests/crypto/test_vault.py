@@ -21,7 +21,8 @@ from kanvaro.bootstrap import bootstrap
 from kanvaro.crypto.errors import KeyDestroyed, KeyUnavailable
 from kanvaro.crypto.models import EncryptionKey
 from kanvaro.crypto.providers import INSTANCE_KEK, VaultProvider, user_kek
-from kanvaro.crypto.rotation import rotate_kek, shred_user
+from kanvaro.crypto.rotation import rotate_kek
+from kanvaro.crypto.shredding import shred_user
 from kanvaro.identity.models import User
 from kanvaro.migrate import upgrade
 from kanvaro.services import Services

@@ -109,7 +109,7 @@ def status() -> None:
     """Data keys by scope and state, and the progress of the latest rotation."""
     import json
 
-    from kanvaro.crypto.rotation import key_status
+    from kanvaro.crypto.status import key_status
 
     async def job(services: Services) -> Any:
         async with services.db.session(all_tenants=True) as session:
@@ -161,7 +161,7 @@ def shred_user(
     """Crypto-shred a user's personal data (irreversible, backups included)."""
     from sqlalchemy import select
 
-    from kanvaro.crypto.rotation import shred_user as run
+    from kanvaro.crypto.shredding import shred_user as run
     from kanvaro.identity.models import User
 
     try:

@@ -10,7 +10,7 @@ Rotation happens in two steps:
    transaction*: a process killed at any moment resumes after the last committed batch.
    When every column is done, keys that no row uses any more become ``retired``.
 
-Crypto-shredding (:func:`shred_user`) destroys a user's KEK in the provider and the wrapped
+Crypto-shredding (:mod:`kanvaro.crypto.shredding`) destroys a user's KEK in the provider and the wrapped
 data key in the database; see docs/security-model.md for what that does to backups.
 """
 
@@ -330,94 +330,3 @@ async def rotate_kek(session: AsyncSession, keyring: Keyring) -> int:
         changes={"provider": provider.name, "rewrapped": count, "keks": len(rotated)},
     )
     return count
-
-
-async def shred_user(
-    session: AsyncSession,
-    keyring: Keyring,
-    *,
-    user_id: uuid.UUID,
-    tenant_id: uuid.UUID | None,
-    context: AuditContext = SYSTEM,
-) -> int:
-    """Crypto-shred a user's personal data: destroy the user's KEK and data keys.
-
-    Returns the number of data keys destroyed. The live rows' ciphertexts are cleared too;
-    copies elsewhere (backups, replicas, exports) stay as ciphertext nobody can open.
-    """
-    owner = str(user_id)
-    keys = (
-        (
-            await session.execute(
-                select(EncryptionKey).where(
-                    EncryptionKey.scope == "user", EncryptionKey.owner_id == owner
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
-    keyring.provider.destroy(user_kek(owner))
-    now = utcnow()
-    for key in keys:
-        key.wrapped_key = None
-        key.state = "destroyed"
-        key.is_active = False
-        key.destroyed_at = now
-        keyring.forget(key.id)
-    for spec in _fields():
-        if spec.scope != "user" or spec.owner is None:
-            continue
-        table = spec.model.__table__  # type: ignore[attr-defined]
-        values = {spec.storage_column: None}
-        if spec.blind_index:
-            values[table.c[spec.blind_index].name] = None
-        await session.execute(update(table).where(table.c[spec.owner] == user_id).values(values))
-    await session.flush()
-    await audit.record(
-        session,
-        action="system:key:shred",
-        category="system",
-        tenant_id=tenant_id,
-        context=context,
-        resource_type="user",
-        resource_id=user_id,
-        changes={"destroyedKeys": len(keys)},
-    )
-    return len(keys)
-
-
-async def key_status(session: AsyncSession, tenant_id: uuid.UUID | None) -> dict[str, Any]:
-    """Keys and rotation progress; ``tenant_id`` None means the whole instance."""
-    query = select(
-        EncryptionKey.scope, EncryptionKey.state, func.count(), func.max(EncryptionKey.version)
-    ).group_by(EncryptionKey.scope, EncryptionKey.state)
-    if tenant_id is not None:
-        query = query.where(EncryptionKey.tenant_id == tenant_id)
-    counts = [
-        {"scope": scope, "state": state, "count": count, "maxVersion": version}
-        for scope, state, count, version in (await session.execute(query)).all()
-    ]
-    latest = (
-        await session.execute(select(KeyRotation).order_by(KeyRotation.started_at.desc()).limit(1))
-    ).scalar_one_or_none()
-    rotation = None
-    if latest is not None:
-        total = latest.total_rows
-        rotation = {
-            "id": str(latest.id),
-            "state": latest.state,
-            "reason": latest.reason,
-            "totalRows": total,
-            "doneRows": latest.done_rows,
-            "reencryptedRows": latest.reencrypted_rows,
-            "unreadableRows": latest.unreadable_rows,
-            "percent": 100 if not total else round(100 * latest.done_rows / total, 1),
-            "startedAt": latest.started_at.isoformat(),
-            "finishedAt": latest.finished_at.isoformat() if latest.finished_at else None,
-        }
-    return {
-        "provider": None,
-        "keys": sorted(counts, key=lambda c: (c["scope"], c["state"])),
-        "rotation": rotation,
-    }

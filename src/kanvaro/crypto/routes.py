@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter
 
-from kanvaro.crypto.rotation import key_status
+from kanvaro.crypto.status import key_status
 from kanvaro.deps import Ctx, authenticated, record_denied
 from kanvaro.errors import Forbidden
 from kanvaro.security.permissions import Permission as P
