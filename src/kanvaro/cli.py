@@ -136,13 +136,11 @@ def serve(
     """Run the API server (development: migrates first and creates a first tenant if none)."""
     from kanvaro.app import create_app
     from kanvaro.crypto.tls import run_server
-    from kanvaro.logging import configure_logging
 
     if (tls_cert is None) != (tls_key is None):
         typer.echo("--tls-cert and --tls-key go together", err=True)
         raise typer.Exit(2)
-    settings = _settings()
-    configure_logging(settings.log_level, json=settings.log_json, pii_fields=settings.pii_redaction)
+    settings = _settings()  # also configures logging (JSON, redaction)
     _ensure_schema(settings)
     if not settings.is_production:
         asyncio.run(_first_run(settings))

@@ -93,10 +93,14 @@ def seal(aead: AESGCM, header: Header, plaintext: str, where: FieldLocation) -> 
     return f"{head}:{body}"
 
 
-def open_(aead: AESGCM, stored: str, where: FieldLocation) -> str:
-    header, body = parse(stored, where.name)
+def open_(
+    aead: AESGCM, stored: str, where: FieldLocation, parsed: tuple[Header, bytes] | None = None
+) -> str:
+    _header, body = parsed or parse(stored, where.name)
+    # The header as stored is what is authenticated: any change to it fails the tag.
+    head = stored[: stored.rindex(":")]
     try:
-        plain = aead.decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], where.aad(header.text()))
+        plain = aead.decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], where.aad(head))
     except InvalidTag:
         raise DecryptionError(
             f"{where.name}: ciphertext failed authentication "

@@ -188,7 +188,8 @@ class Keyring:
         return envelope.seal(key.aead, key.header, plaintext, where)
 
     def decrypt(self, session: Session | None, stored: str, where: envelope.FieldLocation) -> str:
-        header, _ = envelope.parse(stored, where.name)
+        parsed = envelope.parse(stored, where.name)
+        header = parsed[0]
         key = self._cached(header.key_id)
         if key is None:
             if session is None:
@@ -199,7 +200,7 @@ class Keyring:
                 raise type(exc)(f"{where.name}: {exc}") from None
         if key.version != header.key_version:
             raise envelope.DecryptionError(f"{where.name}: key version mismatch")
-        return envelope.open_(key.aead, stored, where)
+        return envelope.open_(key.aead, stored, where, parsed)
 
     def blind_index(self, tenant_id: uuid.UUID | None, field: str, normalized: str) -> str:
         return self.blind.digest(tenant_id, field, normalized)

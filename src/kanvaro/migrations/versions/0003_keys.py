@@ -21,13 +21,13 @@ branch_labels = None
 depends_on = None
 
 # Instance keys (tenant_id NULL) are readable in every tenant's transaction: the keyring needs
-# them there, and they are wrapped, so reading one gives nothing without the KEK.
+# them there, and they are wrapped, so reading one gives nothing without the KEK. Writing one
+# (creating, retiring, destroying) needs an all-tenants transaction.
+_MINE = "tenant_id::text = current_setting('app.tenant_id', true)"
+_ALL = "current_setting('app.all_tenants', true) = 'on'"
 _KEYS_POLICY = (
-    "CREATE POLICY tenant_isolation ON encryption_keys USING ("
-    "current_setting('app.all_tenants', true) = 'on' OR tenant_id IS NULL OR "
-    "tenant_id::text = current_setting('app.tenant_id', true)) WITH CHECK ("
-    "current_setting('app.all_tenants', true) = 'on' OR tenant_id IS NULL OR "
-    "tenant_id::text = current_setting('app.tenant_id', true))"
+    f"CREATE POLICY tenant_isolation ON encryption_keys USING ({_ALL} OR tenant_id IS NULL OR "
+    f"{_MINE}) WITH CHECK ({_ALL} OR {_MINE})"
 )
 
 
