@@ -36,15 +36,20 @@ class RouteInfo:
 
     @property
     def kind(self) -> str:
-        """``require``, ``authenticated`` or ``public`` (only meaningful with one rule)."""
+        """``require``, ``require_any``, ``authenticated`` or ``public`` (with one rule)."""
         (rule,) = self.access
         if rule in (("authenticated",), ("public",)):
             return rule[0]
-        return "require"
+        return "require_any" if rule[0] == "any" else "require"
 
     @property
     def permissions(self) -> tuple[str, ...]:
-        return tuple(str(p) for p in self.access[0]) if self.kind == "require" else ()
+        """The permissions named: all needed (require) or one of them (require_any)."""
+        if self.kind == "require":
+            return tuple(str(p) for p in self.access[0])
+        if self.kind == "require_any":
+            return tuple(str(p) for p in self.access[0][1:])
+        return ()
 
     @property
     def label(self) -> str:
@@ -204,5 +209,5 @@ def test_access_rule_kinds_are_known(info):
     if info.path == OPENAPI_PATH:
         return
     assert len(info.access) == 1, info.label
-    if info.kind == "require":
+    if info.kind in ("require", "require_any"):
         assert info.permissions and all(p in set(Permission) for p in info.permissions)

@@ -201,7 +201,7 @@ async def record_denied(
     await services.db.after_transaction(write)
 
 
-def _dependency(permissions: tuple[Permission, ...]) -> Any:
+def _dependency(permissions: tuple[Permission, ...], *, any_of: bool = False) -> Any:
     async def dependency(request: Request) -> AsyncIterator[Ctx]:
         services = services_of(request)
         token = _bearer(request)
@@ -240,7 +240,11 @@ def _dependency(permissions: tuple[Permission, ...]) -> Any:
             # instance-wide. Naming a tenant always narrows, and require() routes without one
             # answer 400 (MissingTenantContext / Ctx.tenant_id).
             missing = [p.value for p in permissions if not principal.has(p.value)]
-            if missing:
+            if any_of and len(missing) == len(permissions):
+                needed = " or ".join(missing)
+                await record_denied(services, request, principal, needed)
+                raise Forbidden(f"Missing permission {needed}.")
+            if missing and not any_of:
                 await record_denied(services, request, principal, missing[0])
                 raise Forbidden(f"Missing permission {missing[0]}.")
             request.state.principal = principal
@@ -252,7 +256,8 @@ def _dependency(permissions: tuple[Permission, ...]) -> Any:
                 request=request,
             )
 
-    dependency.__kanvaro_access__ = permissions or ("authenticated",)  # type: ignore[attr-defined]
+    access = ("any", *permissions) if any_of else permissions or ("authenticated",)
+    dependency.__kanvaro_access__ = access  # type: ignore[attr-defined]
     return dependency
 
 
@@ -265,6 +270,15 @@ def require(*permissions: Permission) -> Any:
     if not permissions:
         raise ValueError("require() needs at least one permission; use authenticated()")
     return Depends(_dependency(permissions), scope="function")
+
+
+def require_any(*permissions: Permission) -> Any:
+    """The caller must hold at least one of the permissions (403 otherwise); the route then
+    decides which one applies (e.g. one's own entry with time:create, anyone's with
+    time:manage)."""
+    if len(permissions) < 2:
+        raise ValueError("require_any() takes two or more permissions; use require()")
+    return Depends(_dependency(permissions, any_of=True), scope="function")
 
 
 def authenticated() -> Any:

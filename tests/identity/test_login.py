@@ -84,3 +84,18 @@ async def test_login_refuses_unknown_fields_and_never_echoes_the_password(client
         LOGIN, json={"email": unique_email(), "password": secret, "remember": True}
     )
     assert r.status_code == 422 and secret not in r.text
+
+
+async def test_signing_in_does_not_bump_the_persons_version(tenant):
+    m = await tenant.member("viewer")
+    before = await tenant.client.get(f"/api/v1/users/{m.id}", headers=tenant.admin.headers)
+    await tenant.login(m.email, m.password)
+    after = await tenant.client.get(f"/api/v1/users/{m.id}", headers=tenant.admin.headers)
+    assert after.json()["lastLoginAt"] != before.json()["lastLoginAt"]
+    assert after.headers["etag"] == before.headers["etag"]
+    r = await tenant.client.patch(
+        f"/api/v1/users/{m.id}",
+        headers={**tenant.admin.headers, "If-Match": before.headers["etag"]},
+        json={"firstName": "Renamed"},
+    )
+    assert r.status_code == 200, r.text

@@ -122,9 +122,17 @@ async def login(
     assert user is not None
     await services.throttle.succeeded(email)
     now = utcnow()
+    # A statement, not an attribute change: signing in is not an edit of the person, so it
+    # must not bump the row's version (an admin's pending PATCH would then get 412).
+    login_values: dict[str, Any] = {"last_login_at": now}
     if new_hash:
-        user.password_hash = new_hash  # argon2id upgrade of an imported bcrypt hash
-    user.last_login_at = now
+        login_values["password_hash"] = new_hash  # argon2id upgrade of an imported hash
+    await session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(**login_values)
+        .execution_options(synchronize_session=False)
+    )
     user_session = UserSession(
         id=uuid.uuid4(),
         tenant_id=user.tenant_id,

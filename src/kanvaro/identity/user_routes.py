@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy import func, or_, select
 
 from kanvaro.crypto.search import blind_index_for
-from kanvaro.deps import Ctx, authenticated, require
+from kanvaro.deps import Ctx, require, require_any
 from kanvaro.errors import NotFound
 from kanvaro.identity import user_service
 from kanvaro.identity.models import User
@@ -17,7 +17,6 @@ from kanvaro.identity.schemas import UserCreate, UserOut, UserUpdate
 from kanvaro.schemas import Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
 from kanvaro.tenancy.models import Role
-from kanvaro.tenancy.role_service import deny
 from kanvaro.work.common import member_project_ids, set_etag
 from kanvaro.work.models import ProjectMember
 
@@ -25,7 +24,8 @@ router = APIRouter(prefix="/api/v1/users", tags=["users"])
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 # Writes check their permission in the service: it depends on the body (password or not,
 # deactivation only or not), and every refusal is audited like one from require().
-Writer = Annotated[Ctx, authenticated()]
+Inviter = Annotated[Ctx, require_any(P.USER_MANAGE, P.TEAM_INVITE)]
+Changer = Annotated[Ctx, require_any(P.USER_MANAGE, P.TEAM_REMOVE)]
 Reader = Annotated[Ctx, require(P.TEAM_READ)]
 
 
@@ -94,7 +94,7 @@ async def list_users(
 
 
 @router.post("", status_code=201, response_model=UserOut, response_model_by_alias=True)
-async def post_user(body: UserCreate, response: Response, ctx: Writer) -> UserOut:
+async def post_user(body: UserCreate, response: Response, ctx: Inviter) -> UserOut:
     user, role, invited = await user_service.create_member(ctx, body)
     set_etag(response, user.version)
     response.headers["Location"] = f"/api/v1/users/{user.id}"
@@ -108,24 +108,16 @@ async def get_user(user_id: uuid.UUID, response: Response, ctx: Reader) -> UserO
     return await user_service.out_of(ctx, user)
 
 
-async def _may_change_someone(ctx: Ctx) -> None:
-    # Refuse before the lookup: without any of these, whether the id exists is not his business.
-    if not (ctx.principal.has(P.USER_MANAGE) or ctx.principal.has(P.TEAM_REMOVE)):
-        raise await deny(ctx, P.USER_MANAGE, "Changing people needs user:manage.")
-
-
 @router.patch("/{user_id}", response_model=UserOut, response_model_by_alias=True)
 async def patch_user(
-    user_id: uuid.UUID, body: UserUpdate, response: Response, ctx: Writer, if_match: IfMatch = None
+    user_id: uuid.UUID, body: UserUpdate, response: Response, ctx: Changer, if_match: IfMatch = None
 ) -> UserOut:
-    await _may_change_someone(ctx)
     user = await user_service.update_member(ctx, await _user(ctx, user_id), body, if_match)
     set_etag(response, user.version)
     return await user_service.out_of(ctx, user)
 
 
 @router.delete("/{user_id}", status_code=204)
-async def delete_user(user_id: uuid.UUID, ctx: Writer) -> Response:
-    await _may_change_someone(ctx)
+async def delete_user(user_id: uuid.UUID, ctx: Changer) -> Response:
     await user_service.delete_member(ctx, await _user(ctx, user_id))
     return Response(status_code=204)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy import select
 
 from kanvaro.audit import service as audit
-from kanvaro.deps import Ctx, authenticated, require
+from kanvaro.deps import Ctx, require, require_any
 from kanvaro.schemas import Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
 from kanvaro.work.common import check_version, get_or_404, set_etag, stamp
@@ -164,11 +164,10 @@ async def patch_comment(
 
 @router.delete("/{task_id}/comments/{comment_id}", status_code=204)
 async def remove_comment(
-    task_id: uuid.UUID, comment_id: uuid.UUID, ctx: Annotated[Ctx, authenticated()]
+    task_id: uuid.UUID,
+    comment_id: uuid.UUID,
+    # The author with comment:create, or anyone with comment:delete (checked per comment).
+    ctx: Annotated[Ctx, require_any(P.COMMENT_CREATE, P.COMMENT_DELETE)],
 ) -> Response:
-    # Either permission may allow this (author with comment:create, or comment:delete), so
-    # the route is authenticated() and the refusal without both comes first, before lookups.
-    if not (ctx.principal.has(P.COMMENT_CREATE) or ctx.principal.has(P.COMMENT_DELETE)):
-        raise await deny(ctx, P.COMMENT_DELETE, "Missing permission comment:delete.")
     await delete_comment(ctx, await get_comment(ctx, task_id, comment_id))
     return Response(status_code=204)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy import select
 
 from kanvaro.audit import service as audit
-from kanvaro.deps import Ctx, authenticated, require
+from kanvaro.deps import Ctx, require, require_any
 from kanvaro.errors import NotFound, Unprocessable
 from kanvaro.identity.models import User
 from kanvaro.schemas import Page, page_of, paginate
@@ -102,11 +102,8 @@ async def _check_owner(ctx: Ctx, entry: TimeEntry) -> None:
         )
 
 
-async def _may_write(ctx: Ctx) -> None:
-    # Either permission may allow an edit, so the routes are authenticated() and refuse here
-    # first, before any lookup, a caller who holds neither.
-    if not (ctx.principal.has(P.TIME_CREATE) or ctx.principal.has(P.TIME_MANAGE)):
-        raise await deny(ctx, P.TIME_CREATE, "Missing permission time:create.")
+# One's own entries with time:create, anyone's with time:manage (checked per entry).
+TimeWriter = Annotated[Ctx, require_any(P.TIME_CREATE, P.TIME_MANAGE)]
 
 
 # --- service ---------------------------------------------------------------------------------
@@ -215,17 +212,15 @@ async def patch_entry(
     entry_id: uuid.UUID,
     body: TimeEntryUpdate,
     response: Response,
-    ctx: Annotated[Ctx, authenticated()],
+    ctx: TimeWriter,
     if_match: IfMatch = None,
 ) -> TimeEntry:
-    await _may_write(ctx)
     entry = await update_entry(ctx, await get_entry(ctx, entry_id), body, if_match)
     set_etag(response, entry.version)
     return entry
 
 
 @router.delete("/{entry_id}", status_code=204)
-async def remove_entry(entry_id: uuid.UUID, ctx: Annotated[Ctx, authenticated()]) -> Response:
-    await _may_write(ctx)
+async def remove_entry(entry_id: uuid.UUID, ctx: TimeWriter) -> Response:
     await delete_entry(ctx, await get_entry(ctx, entry_id))
     return Response(status_code=204)

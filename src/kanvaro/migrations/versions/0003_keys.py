@@ -5,7 +5,7 @@ The plaintext ``users.phone`` column is dropped. A migration cannot encrypt (it 
 keys), so it refuses to run while that column still holds values instead of losing them.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from alembic import op
 from kanvaro.migrations.guards import rls_statements
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
