@@ -49,14 +49,23 @@ async def main(requests: int) -> dict[str, object]:
         services = Services.build(settings)
         await services.startup()
         app = create_app(settings, services=services)
-        await bootstrap(services, tenant_name="Bench", email="bench@kanvaro.example", password=PASSWORD)
+        await bootstrap(
+            services, tenant_name="Bench", email="bench@kanvaro.example", password=PASSWORD
+        )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             t0 = time.perf_counter()
-            tokens = (await client.post("/api/v1/auth/login", json={"email": "bench@kanvaro.example", "password": PASSWORD})).json()
+            tokens = (
+                await client.post(
+                    "/api/v1/auth/login",
+                    json={"email": "bench@kanvaro.example", "password": PASSWORD},
+                )
+            ).json()
             login_s = time.perf_counter() - t0
             auth = {"Authorization": f"Bearer {tokens['accessToken']}"}
-            project = (await client.post("/api/v1/projects", headers=auth, json={"name": "Bench"})).json()
+            project = (
+                await client.post("/api/v1/projects", headers=auth, json={"name": "Bench"})
+            ).json()
             health_rps = await _rate(client, "/healthz", {}, requests)
             read_rps = await _rate(client, f"/api/v1/projects/{project['id']}", auth, requests)
 
