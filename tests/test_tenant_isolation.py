@@ -298,3 +298,17 @@ async def test_a_named_tenant_narrows_self_checked_routes_too(
     assert r.status_code == 404, r.text
     me = await client.get("/api/v1/auth/me", headers=other_tenant.admin.headers)
     assert me.status_code == 200 and me.json()["firstName"] != "Moved"
+
+
+async def test_a_super_admin_logout_with_x_tenant_id_ends_his_session(services, client, tenant):
+    email = unique_email("root")
+    await bootstrap(services, tenant_name=None, email=email, password=PASSWORD, super_admin=True)
+    tokens = (
+        await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    ).json()
+    headers = {"Authorization": f"Bearer {tokens['accessToken']}", "X-Tenant-ID": tenant.id}
+    assert (await client.get("/api/v1/auth/me", headers=headers)).status_code == 200
+    assert (await client.post("/api/v1/auth/logout", headers=headers)).status_code == 204
+    assert (await client.get("/api/v1/auth/me", headers=headers)).status_code == 401
+    r = await client.post("/api/v1/auth/refresh", json={"refreshToken": tokens["refreshToken"]})
+    assert r.status_code == 401

@@ -81,7 +81,7 @@ class Settings(BaseSettings):
 
     # Login throttling (failures inside the window before a temporary lock).
     login_max_failures_per_account: int = Field(default=5, ge=1)
-    login_max_failures_per_ip: int = Field(default=20, ge=1)
+    login_max_failures_per_ip: int = Field(default=100, ge=1)  # attempts, successes included
     login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
 
     # Mail.

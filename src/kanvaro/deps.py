@@ -201,7 +201,9 @@ async def record_denied(
     await services.db.after_transaction(write)
 
 
-def _dependency(permissions: tuple[Permission, ...], *, any_of: bool = False) -> Any:
+def _dependency(
+    permissions: tuple[Permission, ...], *, any_of: bool = False, own_account: bool = False
+) -> Any:
     async def dependency(request: Request) -> AsyncIterator[Ctx]:
         services = services_of(request)
         token = _bearer(request)
@@ -218,7 +220,7 @@ def _dependency(permissions: tuple[Permission, ...], *, any_of: bool = False) ->
             principal = await _load_principal(session, claims)
             if str(principal.tenant_id or "") != str(claimed_tenant or ""):
                 raise Unauthorized("Invalid token.")
-            if principal.is_super_admin:
+            if principal.is_super_admin and not own_account:
                 target = _tenant_header(request)
                 if target is not None:
                     if await session.get(Tenant, target) is None:
@@ -284,6 +286,16 @@ def require_any(*permissions: Permission) -> Any:
 def authenticated() -> Any:
     """Any signed-in user; the route checks ownership itself."""
     return Depends(_dependency(()), scope="function")
+
+
+def own_account() -> Any:
+    """Any signed-in user acting on his own account and session (me, logout, password).
+
+    ``X-Tenant-ID`` plays no part here: the super admin's own rows belong to no tenant, so
+    narrowing his session to the named tenant would hide them (a logout would then end
+    nothing while answering 204).
+    """
+    return Depends(_dependency((), own_account=True), scope="function")
 
 
 async def _public_session(request: Request) -> AsyncIterator[AsyncSession]:

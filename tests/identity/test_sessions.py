@@ -93,3 +93,36 @@ async def test_password_change_revokes_the_other_sessions(tenant):
     assert (
         await c.post("/api/v1/auth/login", json={"email": m.email, "password": new})
     ).status_code == 200
+
+
+async def test_guessing_the_current_password_is_throttled_and_audited(tenant, services):
+    from sqlalchemy import func, select
+
+    from kanvaro.audit.models import AuditLog
+
+    m = await tenant.member("viewer")
+    limit = services.settings.login_max_failures_per_account
+    url = "/api/v1/auth/password"
+    for i in range(limit):
+        r = await tenant.client.post(
+            url,
+            headers=m.headers,
+            json={"currentPassword": f"Guess!{i}x", "newPassword": "N3w!Secret-Phrase"},
+        )
+        assert r.status_code == 400
+    r = await tenant.client.post(
+        url,
+        headers=m.headers,
+        json={"currentPassword": m.password, "newPassword": "N3w!Secret-Phrase"},
+    )
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    async with services.db.session(all_tenants=True) as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(AuditLog)
+            .where(
+                AuditLog.action == "auth:password:reauth_failure",
+                AuditLog.actor_id == __import__("uuid").UUID(m.id),
+            )
+        )
+    assert count == limit

@@ -119,3 +119,20 @@ async def test_forged_forwarded_for_does_not_escape_the_ip_limit(data_dir, datab
             json={"email": unique_email(), "password": PASSWORD},
         )
         assert r.status_code == 429
+
+
+async def test_parallel_attempts_cannot_slip_past_the_account_limit(data_dir, database_url):
+    """Each attempt is counted before the hash is checked: a burst gets exactly N guesses."""
+    import asyncio
+
+    async with (
+        instance(data_dir, database_url, login_max_failures_per_account=3) as (services, app),
+        client_from(app, fresh_ip()) as c,
+    ):
+        tenant = await new_tenant(services, c)
+        m = await tenant.member("viewer")
+        burst = await asyncio.gather(
+            *(c.post(LOGIN, json={"email": m.email, "password": f"Wrong!Pass{i}"}) for i in range(12))
+        )
+        codes = sorted(r.status_code for r in burst)
+        assert codes == [401] * 3 + [429] * 9

@@ -194,3 +194,24 @@ async def test_reading_and_writing_need_their_permissions(tenant, other_tenant):
     ).status_code == 404
     assert (await c.delete(f"{ROLES}/{role['id']}", headers=other)).status_code == 404
     assert role["id"] not in {r["id"] for r in (await c.get(ROLES, headers=other)).json()["items"]}
+
+
+async def test_a_project_scoped_role_manager_cannot_lift_project_scoping(tenant):
+    """Seeing every project is a power too: a scoped holder of role:manage cannot grant it,
+    neither in a new role, nor by unscoping an existing one (his own included)."""
+    c = tenant.client
+    own = await make_role(tenant, "scoped-admin", ["role:read", "role:manage", "team:read"])
+    manager = await tenant.member("scoped-admin")
+    mh = manager.headers
+    r = await c.post(
+        ROLES,
+        headers=mh,
+        json={"name": "wide", "permissions": ["team:read"], "projectScoped": False},
+    )
+    assert r.status_code == 403
+    r = await c.patch(
+        f"{ROLES}/{own['id']}", headers=mh, json={"version": 1, "projectScoped": False}
+    )
+    assert r.status_code == 403
+    scoped = await c.post(ROLES, headers=mh, json={"name": "narrow", "permissions": ["team:read"]})
+    assert scoped.status_code == 201

@@ -88,7 +88,7 @@ async def login(
 ) -> TokenPair:
     """The session spans all tenants (the email decides the tenant)."""
     email = normalize_email(email)
-    verdict = await services.throttle.check(email, context.ip_address)
+    verdict = await services.throttle.attempt(email, context.ip_address)
     if not verdict.allowed:
         security_log.warning("login_throttled", ip=context.ip_address)
         raise TooManyRequests(
@@ -108,7 +108,6 @@ async def login(
         valid = fresh is not None and fresh.id == user.id and fresh.password_hash == stored_hash
         user = fresh if valid else user
     if not (valid and usable):
-        await services.throttle.failed(email, context.ip_address)
         reason = "unknown_user" if user is None else "bad_password" if not valid else "disabled"
         security_log.info(
             "auth_attempt",
@@ -274,12 +273,14 @@ async def _end_reused_family(
     await services.db.after_transaction(write)
 
 
-async def revoke_session(session: AsyncSession, session_id: uuid.UUID, *, reason: str) -> None:
-    await session.execute(
+async def revoke_session(session: AsyncSession, session_id: uuid.UUID, *, reason: str) -> bool:
+    """End one session; False when it was already ended (or is not visible here)."""
+    result = await session.execute(
         update(UserSession)
         .where(UserSession.id == session_id, UserSession.is_active.is_(True))
         .values(is_active=False, revoked_at=utcnow(), revoked_reason=reason)
     )
+    return result.rowcount == 1
 
 
 async def revoke_user_sessions(session: AsyncSession, user_id: uuid.UUID, *, reason: str) -> None:

@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kanvaro.audit import service as audit
-from kanvaro.db import set_all_tenants, utcnow
-from kanvaro.deps import Ctx, audit_context, authenticated, public, public_db, services_of
-from kanvaro.errors import BadRequest, Unauthorized
+from kanvaro.db import utcnow
+from kanvaro.deps import Ctx, audit_context, own_account, public, public_db, services_of
+from kanvaro.errors import BadRequest, TooManyRequests, Unauthorized
 from kanvaro.identity import auth
 from kanvaro.identity.models import Invitation, User
 from kanvaro.identity.schemas import (
@@ -32,7 +32,7 @@ from kanvaro.tenancy.service import password_policy
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 PublicDb = Annotated[AsyncSession, public_db()]
-Authenticated = Annotated[Ctx, authenticated()]
+Authenticated = Annotated[Ctx, own_account()]
 
 
 def _device_info(request: Request, device_id: str | None) -> dict[str, str]:
@@ -65,7 +65,8 @@ async def refresh(body: RefreshIn, request: Request, db: PublicDb) -> dict[str, 
 
 @router.post("/logout", status_code=204)
 async def logout(ctx: Authenticated, body: LogoutIn | None = None) -> Response:
-    await auth.revoke_session(ctx.db, ctx.principal.session_id, reason="logout")
+    if not await auth.revoke_session(ctx.db, ctx.principal.session_id, reason="logout"):
+        return Response(status_code=204)  # ended meanwhile by another request: nothing to log
     await audit.record(
         ctx.db,
         action="auth:session:logout",
@@ -79,13 +80,8 @@ async def logout(ctx: Authenticated, body: LogoutIn | None = None) -> Response:
 
 
 async def _own_row(ctx: Ctx) -> User:
-    """The caller's own user row. The instance super admin belongs to no tenant, so his row
-    is outside every tenant scope: his session is widened to all tenants (he may see them
-    all anyway) instead of failing closed on his own account."""
-    if ctx.principal.is_super_admin:
-        set_all_tenants(ctx.db)
-        if ctx.db.bind.dialect.name == "postgresql":
-            await ctx.db.execute(text("SELECT set_config('app.all_tenants', 'on', true)"))
+    """The caller's own user row (``own_account()`` keeps the super admin, who belongs to no
+    tenant, in an instance-wide session, so his row is visible)."""
     user = await ctx.db.get(User, ctx.principal.user_id)
     assert user is not None  # the dependency has just loaded it
     return user
@@ -106,16 +102,43 @@ async def me(ctx: Authenticated) -> MeOut:
     )
 
 
+async def _record_reauth_failure(ctx: Ctx) -> None:
+    tenant_id, context, user_id = ctx.principal.tenant_id, ctx.audit, ctx.principal.user_id
+
+    async def write(session: AsyncSession) -> None:
+        await audit.record(
+            session,
+            action="auth:password:reauth_failure",
+            category="authentication",
+            tenant_id=tenant_id,
+            context=context,
+            resource_type="user",
+            resource_id=user_id,
+        )
+
+    await ctx.services.db.after_transaction(write)
+
+
 @router.post("/password", status_code=204)
 async def change_password(body: PasswordChangeIn, ctx: Authenticated) -> Response:
     services = ctx.services
     user = await _own_row(ctx)
+    # Re-entering the current password is a guess like a sign-in: counted before the check,
+    # so a stolen access token cannot be used to find the password and take the account.
+    verdict = await services.throttle.attempt_reauth(str(user.id))
+    if not verdict.allowed:
+        raise TooManyRequests(
+            "Too many wrong passwords. Try again later.",
+            headers={"Retry-After": str(verdict.retry_after)},
+        )
     valid, _ = await services.hasher.verify_async(body.current_password, user.password_hash)
     if not valid:
+        await _record_reauth_failure(ctx)
         raise BadRequest(
             "The current password is wrong.",
             errors=[{"field": "currentPassword", "in": "body", "message": "wrong password"}],
         )
+    await services.throttle.reauth_succeeded(str(user.id))
     tenant = await ctx.db.get(Tenant, user.tenant_id) if user.tenant_id else None
     check_password(
         password_policy(tenant),

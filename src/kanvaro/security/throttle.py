@@ -1,8 +1,9 @@
 """Failed-login throttling per account and per client IP (``limits``: memory or Redis).
 
-Only failures are counted, in a moving window, so a user who types the password right is
-never slowed by an attacker who does not know it for long; once an account or IP has used up
-its failures, every attempt is refused with 429 until the window moves on. The account key
+Every attempt is counted before the password is checked (so parallel attempts cannot slip
+past the limit), in a moving window; a successful sign-in clears the account's count. Once an
+account or IP has used up its attempts, every attempt is refused with 429 until the window
+moves on, the right password included. The account key
 is the SHA-256 of the normalized email, so the store never holds addresses in clear.
 """
 
@@ -43,21 +44,32 @@ class LoginThrottle:
     def _account_key(email: str) -> str:
         return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
-    async def check(self, email: str, ip: str | None) -> ThrottleVerdict:
-        checks = [(self._account, ("login-account", self._account_key(email)))]
-        if ip:
-            checks.append((self._ip, ("login-ip", ip)))
-        for item, key in checks:
-            if not await self._limiter.test(item, *key):
-                stats = await self._limiter.get_window_stats(item, *key)
+    async def _take(self, item: RateLimitItemPerSecond, *key: str) -> ThrottleVerdict:
+        # hit() checks and records in one step, so attempts sent in parallel cannot all pass
+        # a read-only check before any of them is counted.
+        if await self._limiter.hit(item, *key):
+            return ThrottleVerdict(True)
+        stats = await self._limiter.get_window_stats(item, *key)
+        return ThrottleVerdict(False, max(1, int(stats.reset_time - time.time())))
 
-                return ThrottleVerdict(False, max(1, int(stats.reset_time - time.time())))
-        return ThrottleVerdict(True)
+    async def attempt(self, email: str, ip: str | None) -> ThrottleVerdict:
+        """Count a sign-in attempt *before* the password is checked; refuse past the limits.
 
-    async def failed(self, email: str, ip: str | None) -> None:
-        await self._limiter.hit(self._account, "login-account", self._account_key(email))
-        if ip:
-            await self._limiter.hit(self._ip, "login-ip", ip)
+        Every attempt counts; a successful one clears the account's count afterwards
+        (:meth:`succeeded`). The per-IP count is not cleared by a success: it bounds how fast
+        one address can try passwords across many accounts.
+        """
+        verdict = await self._take(self._account, "login-account", self._account_key(email))
+        if verdict.allowed and ip:
+            verdict = await self._take(self._ip, "login-ip", ip)
+        return verdict
+
+    async def attempt_reauth(self, user_id: str) -> ThrottleVerdict:
+        """Count a re-entry of the current password by a signed-in user (password change)."""
+        return await self._take(self._account, "reauth-user", user_id)
 
     async def succeeded(self, email: str) -> None:
         await self._limiter.clear(self._account, "login-account", self._account_key(email))
+
+    async def reauth_succeeded(self, user_id: str) -> None:
+        await self._limiter.clear(self._account, "reauth-user", user_id)

@@ -47,10 +47,16 @@ def is_admin_role(role: Role | None) -> bool:
     return role is not None and role.is_system and role.name == ADMIN
 
 
+# What a role without project scoping grants beyond its permissions (named in refusals).
+ALL_PROJECTS = "projects:all"
+
+
 def missing_to_assign(principal: Principal, role: Role) -> str | None:
     """The first permission of ``role`` the caller lacks (None when he may assign it)."""
     if role.is_system and principal.role in ROLE_ASSIGNERS:
         return None
+    if principal.project_scoped and not role.project_scoped:
+        return ALL_PROJECTS  # seeing every project is a power too
     missing = sorted(role_permissions(role) - principal.permissions)
     return missing[0] if missing else None
 
@@ -88,7 +94,13 @@ async def users_holding(ctx: Ctx, role_id: uuid.UUID) -> int:
 # --- custom roles ------------------------------------------------------------------------------
 
 
-async def _ensure_may_grant(ctx: Ctx, permissions: set[str] | frozenset[str]) -> None:
+async def _ensure_may_grant(
+    ctx: Ctx, permissions: set[str] | frozenset[str], *, unscoped: bool = False
+) -> None:
+    if unscoped and ctx.principal.project_scoped:
+        raise await deny(
+            ctx, ALL_PROJECTS, "You cannot grant access to every project: you do not have it."
+        )
     missing = sorted(set(permissions) - ctx.principal.permissions)
     if missing:
         raise await deny(ctx, missing[0], f"You cannot grant {missing[0]}: you do not hold it.")
@@ -123,7 +135,7 @@ async def _name_free(ctx: Ctx, name: str, *, except_id: uuid.UUID | None = None)
 
 
 async def create_role(ctx: Ctx, data: RoleCreate) -> Role:
-    await _ensure_may_grant(ctx, set(data.permissions))
+    await _ensure_may_grant(ctx, set(data.permissions), unscoped=not data.project_scoped)
     await _name_free(ctx, data.name)
     role = Role(
         id=uuid.uuid4(),
@@ -155,7 +167,10 @@ async def update_role(ctx: Ctx, role: Role, data: RoleUpdate, if_match: str | No
     # Changing a role changes what its holders may do: the caller must hold all of it,
     # before and after, so he can neither widen it nor strip a role that outranks him.
     new = set(data.permissions) if data.permissions is not None else set(role.permissions)
-    await _ensure_may_grant(ctx, new | set(role.permissions))
+    scoped_after = role.project_scoped if data.project_scoped is None else data.project_scoped
+    await _ensure_may_grant(
+        ctx, new | set(role.permissions), unscoped=not (role.project_scoped and scoped_after)
+    )
     before = audit.snapshot(role, ROLE_AUDIT_FIELDS)
     changes = data.model_dump(exclude_unset=True, exclude={"version"})
     for name in ("name", "permissions", "project_scoped", "description"):

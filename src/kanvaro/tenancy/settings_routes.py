@@ -24,7 +24,9 @@ router = APIRouter(prefix="/api/v1/tenant/settings", tags=["tenant settings"])
 
 
 async def _tenant(ctx: Ctx, *, lock: bool = False) -> Tenant:
-    tenant = await ctx.db.get(Tenant, ctx.tenant_id, with_for_update=lock)
+    # populate_existing: the dependency loaded this row before the lock was taken; reuse its
+    # stale copy and two concurrent changes would overwrite each other.
+    tenant = await ctx.db.get(Tenant, ctx.tenant_id, with_for_update=lock, populate_existing=True)
     assert tenant is not None  # the principal's tenant exists, or authentication failed
     return tenant
 
