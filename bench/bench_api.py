@@ -5,8 +5,9 @@
 * An uncached EdDSA token verification is the baseline for the verified-token cache.
 * argon2id with the configured parameters: the cost of one login.
 
-Runs in-process over ASGI on the embedded SQLite default; writes bench/results/api.json.
-Usage: .venv/bin/python bench/bench_api.py [--requests N]
+Runs in-process over ASGI on the embedded SQLite default (bench/results/api.json) or on
+PostgreSQL (--database-url; bench/results/api-postgresql.json).
+Usage: .venv/bin/python bench/bench_api.py [--requests N] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -41,16 +42,17 @@ async def _rate(client: httpx.AsyncClient, path: str, headers: dict[str, str], n
     return n / (time.perf_counter() - start)
 
 
-async def main(requests: int) -> dict[str, object]:
+async def main(requests: int, database_url: str | None) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+        url = database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
         upgrade(url)
         settings = Settings(data_dir=Path(tmp), database_url=url).prepare()
         services = Services.build(settings)
         await services.startup()
         app = create_app(settings, services=services)
+        email = f"bench-{time.time_ns()}@kanvaro.example"
         await bootstrap(
-            services, tenant_name="Bench", email="bench@kanvaro.example", password=PASSWORD
+            services, tenant_name=f"Bench {time.time_ns()}", email=email, password=PASSWORD
         )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
@@ -58,7 +60,7 @@ async def main(requests: int) -> dict[str, object]:
             tokens = (
                 await client.post(
                     "/api/v1/auth/login",
-                    json={"email": "bench@kanvaro.example", "password": PASSWORD},
+                    json={"email": email, "password": PASSWORD},
                 )
             ).json()
             login_s = time.perf_counter() - t0
@@ -90,7 +92,7 @@ async def main(requests: int) -> dict[str, object]:
     return {
         "machine": platform.machine(),
         "python": platform.python_version(),
-        "database": "sqlite",
+        "database": url.split("+", 1)[0].split(":", 1)[0],
         "requests": requests,
         "healthz_rps": round(health_rps, 1),
         "authenticated_get_rps": round(read_rps, 1),
@@ -106,9 +108,15 @@ async def main(requests: int) -> dict[str, object]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument(
+        "--database-url",
+        help="an empty, migratable database (default: a fresh SQLite file); e.g. "
+        "postgresql+asyncpg://user:pw@127.0.0.1:5432/bench",
+    )
     args = parser.parse_args()
-    results = asyncio.run(main(args.requests))
-    out = Path(__file__).parent / "results" / "api.json"
+    results = asyncio.run(main(args.requests, args.database_url))
+    name = "api.json" if not args.database_url else f"api-{results['database']}.json"
+    out = Path(__file__).parent / "results" / name
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

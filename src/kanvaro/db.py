@@ -240,12 +240,15 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+    kwargs: dict[str, Any] = {"echo": echo}
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
         _sqlite_pragmas(engine)
         return engine
-    kwargs.update(pool_size=10, max_overflow=20)
+    # No pre-ping: it cost ~0.9 ms, a full extra round trip, on every checkout (measured with
+    # asyncpg on loopback). Connections are recycled after 30 minutes instead, and one that
+    # the server dropped is invalidated by SQLAlchemy on the first error, failing one request.
+    kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
     return create_async_engine(url, **kwargs)
 
 

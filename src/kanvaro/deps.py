@@ -211,36 +211,22 @@ def _dependency(
             claims = await services.verify_token(token, ACCESS)
         except TokenError as exc:
             raise Unauthorized(str(exc).capitalize() + ".") from None
-        claimed_tenant = claims.get("tid")
+        claimed_tenant = _claimed_tenant(claims)
+        # A member's session is narrowed to the tenant his (signed) token names from the first
+        # statement on; only the super admin, who has no tenant, starts instance-wide.
         async with (
             services.db.collecting_deferred(),
-            services.db.session(all_tenants=True) as session,
+            services.db.session(
+                tenant_id=claimed_tenant, all_tenants=claimed_tenant is None
+            ) as session,
         ):
-            # Authenticate across tenants (the super admin has none), then narrow at once.
             principal = await _load_principal(session, claims)
-            if str(principal.tenant_id or "") != str(claimed_tenant or ""):
+            if principal.tenant_id != claimed_tenant:
                 raise Unauthorized("Invalid token.")
-            if principal.is_super_admin and not own_account:
-                target = _tenant_header(request)
-                if target is not None:
-                    if await session.get(Tenant, target) is None:
-                        raise BadRequest(
-                            "No such tenant.",
-                            errors=[
-                                {
-                                    "field": "X-Tenant-ID",
-                                    "in": "header",
-                                    "message": "unknown tenant",
-                                }
-                            ],
-                        )
-                    principal = _with_tenant(principal, target)
-            if not (principal.is_super_admin and principal.tenant_id is None and not permissions):
-                await switch_tenant(session, principal.tenant_id)
-            # else: a super admin who names no tenant, on an authenticated() route (me, logout,
-            # password): its own user and session rows belong to no tenant, so the session stays
-            # instance-wide. Naming a tenant always narrows, and require() routes without one
-            # answer 400 (MissingTenantContext / Ctx.tenant_id).
+            if principal.is_super_admin:
+                principal = await _super_admin_scope(
+                    session, request, principal, permissions, own_account=own_account
+                )
             missing = [p.value for p in permissions if not principal.has(p.value)]
             if any_of and len(missing) == len(permissions):
                 needed = " or ".join(missing)
@@ -263,8 +249,38 @@ def _dependency(
     return dependency
 
 
-def _with_tenant(principal: Principal, tenant_id: uuid.UUID) -> Principal:
-    return replace(principal, tenant_id=tenant_id)
+def _claimed_tenant(claims: dict[str, Any]) -> uuid.UUID | None:
+    raw = claims.get("tid")
+    if raw is None:
+        return None
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise Unauthorized("Invalid token.") from None
+
+
+async def _super_admin_scope(
+    session: AsyncSession,
+    request: Request,
+    principal: Principal,
+    permissions: tuple[Permission, ...],
+    *,
+    own_account: bool,
+) -> Principal:
+    """``X-Tenant-ID`` narrows the super admin to one tenant. Without it he stays
+    instance-wide on ``authenticated()``/``own_account()`` routes (his own rows belong to no
+    tenant), and tenant resources answer 400 (no tenant context) rather than all tenants."""
+    target = None if own_account else _tenant_header(request)
+    if target is not None:
+        if await session.get(Tenant, target) is None:
+            raise BadRequest(
+                "No such tenant.",
+                errors=[{"field": "X-Tenant-ID", "in": "header", "message": "unknown tenant"}],
+            )
+        principal = replace(principal, tenant_id=target)
+    if target is not None or permissions:
+        await switch_tenant(session, target)
+    return principal
 
 
 def require(*permissions: Permission) -> Any:

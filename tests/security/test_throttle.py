@@ -132,7 +132,10 @@ async def test_parallel_attempts_cannot_slip_past_the_account_limit(data_dir, da
         tenant = await new_tenant(services, c)
         m = await tenant.member("viewer")
         burst = await asyncio.gather(
-            *(c.post(LOGIN, json={"email": m.email, "password": f"Wrong!Pass{i}"}) for i in range(12))
+            *(
+                c.post(LOGIN, json={"email": m.email, "password": f"Wrong!Pass{i}"})
+                for i in range(12)
+            )
         )
         codes = sorted(r.status_code for r in burst)
         assert codes == [401] * 3 + [429] * 9

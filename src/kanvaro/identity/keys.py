@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kanvaro.audit import service as audit
 from kanvaro.db import utcnow
 from kanvaro.identity.models import SigningKey
-from kanvaro.security.aead import derive_key, open_sealed, seal
+from kanvaro.security.aead import DecryptionError, derive_key, open_sealed, seal
 from kanvaro.security.tokens import SigningKeyPair
 
 WRAP_PURPOSE = "kanvaro/signing-keys/v1"
@@ -42,7 +42,13 @@ def _from_row(row: SigningKey, wrap: bytes, *, with_private: bool) -> SigningKey
     public = serialization.load_pem_public_key(row.public_key.encode())
     private = None
     if with_private:
-        raw = open_sealed(wrap, row.private_key_encrypted, row.kid.encode())
+        try:
+            raw = open_sealed(wrap, row.private_key_encrypted, row.kid.encode())
+        except DecryptionError:
+            raise DecryptionError(
+                f"token signing key {row.kid} cannot be opened with this master key: "
+                "KANVARO_MASTER_KEY differs from the one it was stored with"
+            ) from None
         private = Ed25519PrivateKey.from_private_bytes(raw)
     return SigningKeyPair(kid=row.kid, private_key=private, public_key=public)  # type: ignore[arg-type]
 
