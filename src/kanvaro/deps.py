@@ -8,7 +8,7 @@ that declares none, so a new route cannot be open by accident.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -80,6 +80,27 @@ class Ctx:
     @property
     def actor_id(self) -> uuid.UUID:
         return self.principal.user_id
+
+    async def record(
+        self,
+        action: str,
+        *,
+        category: str,
+        resource_type: str | None = None,
+        resource_id: Any = None,
+        changes: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append an audit entry for this tenant, by this caller, in this transaction."""
+        await audit.record(
+            self.db,
+            action=action,
+            category=category,
+            tenant_id=self.tenant_id,
+            context=self.audit,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            changes=changes,
+        )
 
 
 def services_of(request: Request) -> Services:

@@ -235,12 +235,9 @@ async def update_member(ctx: Ctx, user: User, data: UserUpdate, if_match: str | 
         setattr(user, name, value)
     stamp(user, ctx)
     await ctx.db.flush()
-    await audit.record(
-        ctx.db,
-        action=action,
+    await ctx.record(
+        action,
         category="permissions" if new_role is not role else "user_activity",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="user",
         resource_id=user.id,
         changes=audit.diff(before, _snapshot(user, new_role)),
@@ -258,12 +255,9 @@ async def delete_member(ctx: Ctx, user: User) -> None:
     await _deactivate(ctx, user, role, reason="user_deleted")
     stamp(user, ctx)
     await ctx.db.flush()
-    await audit.record(
-        ctx.db,
-        action="api:user:delete",
+    await ctx.record(
+        "api:user:delete",
         category="user_activity",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="user",
         resource_id=user.id,
         changes=audit.diff(before, _snapshot(user, role)),

@@ -148,12 +148,9 @@ async def create_role(ctx: Ctx, data: RoleCreate) -> Role:
     )
     stamp(role, ctx, created=True)
     await _flush_unique(ctx, role)
-    await audit.record(
-        ctx.db,
-        action="api:role:create",
+    await ctx.record(
+        "api:role:create",
         category="permissions",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="role",
         resource_id=role.id,
         changes=audit.diff(None, audit.snapshot(role, ROLE_AUDIT_FIELDS)),
@@ -185,12 +182,9 @@ async def update_role(ctx: Ctx, role: Role, data: RoleUpdate, if_match: str | No
         setattr(role, name, value)
     stamp(role, ctx)
     await _flush_unique(ctx, role)
-    await audit.record(
-        ctx.db,
-        action="api:role:update",
+    await ctx.record(
+        "api:role:update",
         category="permissions",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="role",
         resource_id=role.id,
         changes=audit.diff(before, audit.snapshot(role, ROLE_AUDIT_FIELDS)),
@@ -210,12 +204,9 @@ async def delete_role(ctx: Ctx, role: Role) -> None:
     before = audit.snapshot(role, ROLE_AUDIT_FIELDS)
     await ctx.db.delete(role)
     await ctx.db.flush()
-    await audit.record(
-        ctx.db,
-        action="api:role:delete",
+    await ctx.record(
+        "api:role:delete",
         category="permissions",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="role",
         resource_id=role.id,
         changes=audit.diff(before, None),

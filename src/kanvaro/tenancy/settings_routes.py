@@ -53,12 +53,9 @@ async def patch_password_policy(
     # A new dict, so the JSON column sees the change.
     tenant.settings = {**(tenant.settings or {}), "passwordPolicy": policy.to_json()}
     await ctx.db.flush()
-    await audit.record(
-        ctx.db,
-        action="api:password_policy:update",
+    await ctx.record(
+        "api:password_policy:update",
         category="system",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="tenant",
         resource_id=ctx.tenant_id,
         changes=audit.diff(before, policy.to_json()),

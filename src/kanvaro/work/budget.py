@@ -37,12 +37,9 @@ IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 
 async def _record(ctx: Ctx, action: str, entry: BudgetEntry, before: Any, after: Any) -> None:
-    await audit.record(
-        ctx.db,
-        action=f"api:budget_entry:{action}",
+    await ctx.record(
+        f"api:budget_entry:{action}",
         category="financial",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="budget_entry",
         resource_id=entry.id,
         changes=audit.diff(before, after),

@@ -30,12 +30,9 @@ IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 
 async def _record(ctx: Ctx, action: str, comment: Comment, before: Any, after: Any) -> None:
-    await audit.record(
-        ctx.db,
-        action=f"api:comment:{action}",
+    await ctx.record(
+        f"api:comment:{action}",
         category="business_operations",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="comment",
         resource_id=comment.id,
         changes=audit.diff(before, after),

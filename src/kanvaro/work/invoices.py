@@ -86,12 +86,9 @@ def _field_error(status: type[Conflict] | type[Unprocessable], field: str, messa
 
 
 async def _record(ctx: Ctx, action: str, invoice: Invoice, before: Any, after: Any) -> None:
-    await audit.record(
-        ctx.db,
-        action=f"api:invoice:{action}",
+    await ctx.record(
+        f"api:invoice:{action}",
         category="financial",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="invoice",
         resource_id=invoice.id,
         changes=audit.diff(before, after),

@@ -69,12 +69,9 @@ async def create_project(ctx: Ctx, data: ProjectCreate) -> Project:
                 updated_by=ctx.actor_id,
             )
         )
-    await audit.record(
-        ctx.db,
-        action="api:project:create",
+    await ctx.record(
+        "api:project:create",
         category="business_operations",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="project",
         resource_id=project.id,
         changes=audit.diff(None, audit.snapshot(project, PROJECT_FIELDS)),
@@ -95,12 +92,9 @@ async def update_project(
         raise Conflict("endDate must not be before startDate.")
     stamp(project, ctx)
     await ctx.db.flush()
-    await audit.record(
-        ctx.db,
-        action="api:project:update",
+    await ctx.record(
+        "api:project:update",
         category="business_operations",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="project",
         resource_id=project.id,
         changes=audit.diff(before, audit.snapshot(project, PROJECT_FIELDS)),
@@ -121,12 +115,9 @@ async def delete_project(ctx: Ctx, project: Project) -> None:
     before = audit.snapshot(project, PROJECT_FIELDS)
     await ctx.db.delete(project)
     await ctx.db.flush()
-    await audit.record(
-        ctx.db,
-        action="api:project:delete",
+    await ctx.record(
+        "api:project:delete",
         category="business_operations",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="project",
         resource_id=project.id,
         changes=audit.diff(before, None),
@@ -242,12 +233,9 @@ async def add_member(
     stamp(member, ctx, created=True)
     ctx.db.add(member)
     await ctx.db.flush()
-    await audit.record(
-        ctx.db,
-        action="api:project_member:create",
+    await ctx.record(
+        "api:project_member:create",
         category="permissions",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="project_member",
         resource_id=member.id,
         changes=audit.diff(None, audit.snapshot(member, MEMBER_FIELDS)),
@@ -282,12 +270,9 @@ async def patch_member(
     member.project_role = body.project_role
     stamp(member, ctx)
     await ctx.db.flush()
-    await audit.record(
-        ctx.db,
-        action="api:project_member:update",
+    await ctx.record(
+        "api:project_member:update",
         category="permissions",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="project_member",
         resource_id=member.id,
         changes=audit.diff(before, audit.snapshot(member, MEMBER_FIELDS)),
@@ -303,12 +288,9 @@ async def remove_member(
     before = audit.snapshot(member, MEMBER_FIELDS)
     await ctx.db.delete(member)
     await ctx.db.flush()
-    await audit.record(
-        ctx.db,
-        action="api:project_member:delete",
+    await ctx.record(
+        "api:project_member:delete",
         category="permissions",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="project_member",
         resource_id=member.id,
         changes=audit.diff(before, None),

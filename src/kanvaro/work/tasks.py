@@ -81,12 +81,9 @@ def _snapshot(task: Task, assignee_ids: Iterable[uuid.UUID]) -> dict[str, Any]:
 
 
 async def _record(ctx: Ctx, action: str, task: Task, before: Any, after: Any) -> None:
-    await audit.record(
-        ctx.db,
-        action=f"api:task:{action}",
+    await ctx.record(
+        f"api:task:{action}",
         category="business_operations",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="task",
         resource_id=task.id,
         changes=audit.diff(before, after),

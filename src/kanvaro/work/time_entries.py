@@ -40,12 +40,9 @@ IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 
 async def _record(ctx: Ctx, action: str, entry: TimeEntry, before: Any, after: Any) -> None:
-    await audit.record(
-        ctx.db,
-        action=f"api:time_entry:{action}",
+    await ctx.record(
+        f"api:time_entry:{action}",
         category="business_operations",
-        tenant_id=ctx.tenant_id,
-        context=ctx.audit,
         resource_type="time_entry",
         resource_id=entry.id,
         changes=audit.diff(before, after),
