@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     vault_transit_mount: str = "transit"
     vault_transit_key: str = "kanvaro"
     vault_user_key_prefix: str = "kanvaro-user-"
+    vault_tenant_key_prefix: str = "kanvaro-tenant-"
     key_rotation_days: int = Field(default=90, ge=0)  # 0 turns automatic rotation off
     reencrypt_batch_size: int = Field(default=500, ge=1, le=10_000)
     reencrypt_pause_seconds: float = Field(default=0.0, ge=0)

@@ -80,6 +80,7 @@ def test_key_lineage_per_scope() -> None:
     assert spec("user", "user_id").lineage(tenant, user).owner_id == str(user)
     assert spec("user", "user_id").lineage(tenant, user).kek == f"user-{user}"
     assert spec("tenant").lineage(tenant, None).owner_id == str(tenant)
-    assert spec("tenant").lineage(tenant, None).kek == "instance"
+    assert spec("tenant").lineage(tenant, None).kek == f"tenant-{tenant}"  # own KEK: shreddable
     assert spec("tenant").lineage(None, None).scope == "instance"  # instance-wide rows
     assert spec("instance").lineage(tenant, None).owner_id == "instance"
+    assert spec("instance").lineage(tenant, None).kek == "instance"

@@ -187,6 +187,37 @@ def shred_user(
     typer.echo(f"destroyed {destroyed} data keys")
 
 
+@keys_app.command("shred-tenant")
+def shred_tenant(
+    tenant_id: Annotated[str, typer.Argument(help="The tenant whose keys to destroy")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
+) -> None:
+    """Crypto-shred a tenant: its keys and all its users' keys (irreversible, backups included)."""
+    from kanvaro.crypto.shredding import shred_tenant as run
+    from kanvaro.tenancy.models import Tenant
+
+    try:
+        tid = uuid.UUID(tenant_id)
+    except ValueError:
+        typer.echo("TENANT_ID must be a UUID", err=True)
+        raise typer.Exit(2) from None
+    if not yes:
+        typer.confirm("This destroys the tenant's keys for good. Continue?", abort=True)
+
+    async def job(services: Services) -> int | None:
+        assert services.keyring is not None
+        async with services.db.session(all_tenants=True) as session:
+            if await session.get(Tenant, tid) is None:
+                return None
+            return await run(session, services.keyring, tenant_id=tid)
+
+    destroyed = _run(job)
+    if destroyed is None:
+        typer.echo("no such tenant", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"destroyed {destroyed} data keys")
+
+
 @secrets_app.command("check")
 def check() -> None:
     """Check every required secret; exit 1 naming the variables at fault (values never shown)."""

@@ -24,7 +24,7 @@ from kanvaro.crypto import envelope
 from kanvaro.crypto.blind_index import BlindIndexer
 from kanvaro.crypto.errors import KeyDestroyed, KeyUnavailable
 from kanvaro.crypto.models import EncryptionKey
-from kanvaro.crypto.providers import INSTANCE_KEK, KeyProvider, user_kek
+from kanvaro.crypto.providers import KeyProvider, kek_for
 from kanvaro.db import utcnow
 from kanvaro.security.aead import derive_key
 
@@ -41,7 +41,7 @@ class Lineage:
 
     @property
     def kek(self) -> str:
-        return user_kek(self.owner_id) if self.scope == "user" else INSTANCE_KEK
+        return kek_for(self.scope, self.owner_id)
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class Keyring:
     def _unwrap_row(self, row) -> DataKey:  # type: ignore[no-untyped-def]
         if row.state == "destroyed" or row.wrapped_key is None:
             raise KeyDestroyed(f"data key {row.id} was destroyed (crypto-shredded)")
-        kek = user_kek(row.owner_id) if row.scope == "user" else INSTANCE_KEK
+        kek = kek_for(row.scope, row.owner_id)
         dek = self.provider.unwrap(kek, row.wrapped_key, row.id.bytes)
         return self._remember(DataKey(row.id, row.version, AESGCM(dek)))
 

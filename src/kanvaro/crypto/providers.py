@@ -11,7 +11,9 @@ Two providers sit behind one Protocol, chosen by ``KANVARO_KEY_PROVIDER``:
 
 AWS KMS and Azure Key Vault are not provided (no real peer to test them against here).
 
-KEK names: ``INSTANCE_KEK`` for instance and tenant data keys, ``user_kek(id)`` per user.
+KEK names: ``INSTANCE_KEK`` for instance data keys, ``tenant_kek(id)`` per tenant and
+``user_kek(id)`` per user. Tenant and user KEKs live only in the provider, so destroying one
+(crypto-shredding) reaches every database backup too.
 Calls are synchronous (hvac is); the keyring caches unwrapped data keys so a provider is
 asked once per data key and process, not once per field.
 """
@@ -34,6 +36,19 @@ _NAME = re.compile(r"^[a-z0-9-]{1,80}$")
 
 def user_kek(user_id: object) -> str:
     return f"user-{user_id}"
+
+
+def tenant_kek(tenant_id: object) -> str:
+    return f"tenant-{tenant_id}"
+
+
+def kek_for(scope: str, owner_id: object) -> str:
+    """The KEK that wraps a data key of this scope and owner."""
+    if scope == "user":
+        return user_kek(owner_id)
+    if scope == "tenant":
+        return tenant_kek(owner_id)
+    return INSTANCE_KEK
 
 
 class KeyProvider(Protocol):
@@ -160,7 +175,14 @@ class VaultProvider:
     name = "vault"
 
     def __init__(
-        self, url: str, token: str, *, mount: str, instance_key: str, user_prefix: str
+        self,
+        url: str,
+        token: str,
+        *,
+        mount: str,
+        instance_key: str,
+        user_prefix: str,
+        tenant_prefix: str = "kanvaro-tenant-",
     ) -> None:
         import hvac
 
@@ -168,6 +190,7 @@ class VaultProvider:
         self.mount = mount
         self.instance_key = instance_key
         self.user_prefix = user_prefix
+        self.tenant_prefix = tenant_prefix
 
     def __repr__(self) -> str:
         return f"VaultProvider(mount={self.mount!r}, key={self.instance_key!r})"
@@ -175,9 +198,11 @@ class VaultProvider:
     def _transit_name(self, kek: str) -> str:
         if kek == INSTANCE_KEK:
             return self.instance_key
-        if not _NAME.match(kek) or not kek.startswith("user-"):
-            raise ProviderError("invalid KEK name")
-        return self.user_prefix + kek.removeprefix("user-")
+        if _NAME.match(kek) and kek.startswith("user-"):
+            return self.user_prefix + kek.removeprefix("user-")
+        if _NAME.match(kek) and kek.startswith("tenant-"):
+            return self.tenant_prefix + kek.removeprefix("tenant-")
+        raise ProviderError("invalid KEK name")
 
     def key_identifier(self, kek: str) -> str:
         return f"vault:{self.mount}/{self._transit_name(kek)}"
@@ -272,6 +297,7 @@ def make_provider(settings: Settings) -> KeyProvider:
             mount=settings.vault_transit_mount,
             instance_key=settings.vault_transit_key,
             user_prefix=settings.vault_user_key_prefix,
+            tenant_prefix=settings.vault_tenant_key_prefix,
         )
     assert settings.master_key is not None, "Settings.prepare() was not called"
     keystore = settings.keystore_dir or settings.data_dir / "keystore"

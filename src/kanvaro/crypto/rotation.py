@@ -33,7 +33,7 @@ from kanvaro.crypto.errors import DecryptionError, KeyUnavailable
 from kanvaro.crypto.fields import REGISTRY, FieldSpec
 from kanvaro.crypto.keyring import KEYS, Keyring
 from kanvaro.crypto.models import EncryptionKey, KeyRotation
-from kanvaro.crypto.providers import INSTANCE_KEK, user_kek
+from kanvaro.crypto.providers import INSTANCE_KEK, kek_for
 from kanvaro.db import Database, utcnow
 
 DONE = "done"
@@ -309,7 +309,7 @@ async def rotate_kek(session: AsyncSession, keyring: Keyring) -> int:
     rotated: set[str] = set()
     count = 0
     for row in rows:
-        kek = user_kek(row.owner_id) if row.scope == "user" else INSTANCE_KEK
+        kek = kek_for(row.scope, row.owner_id)
         if kek not in rotated:
             provider.ensure(kek)
             provider.rotate(kek)

@@ -1,6 +1,7 @@
-"""Crypto-shredding: destroy a user's keys so that their personal data is gone everywhere.
+"""Crypto-shredding: destroy a user's (or a whole tenant's) keys so that the data is gone
+everywhere.
 
-The user's KEK lives in the provider (a key store file, or a Vault transit key), never in the
+The user's and the tenant's KEKs live in the provider (a key store file, or a Vault transit key), never in the
 database, so a database backup that still holds the wrapped data key cannot unwrap it after
 the KEK is destroyed. Limits: docs/security-model.md, "Crypto-shredding".
 """
@@ -17,8 +18,52 @@ from kanvaro.audit.service import SYSTEM, AuditContext
 from kanvaro.crypto.fields import REGISTRY
 from kanvaro.crypto.keyring import Keyring
 from kanvaro.crypto.models import EncryptionKey
-from kanvaro.crypto.providers import user_kek
+from kanvaro.crypto.providers import kek_for
 from kanvaro.db import utcnow
+from kanvaro.identity.models import User
+
+
+async def _destroy_lineage(
+    session: AsyncSession, keyring: Keyring, *, scope: str, owner: str
+) -> int:
+    """Destroy the lineage's KEK in the provider and every data key row of it."""
+    keys = (
+        (
+            await session.execute(
+                select(EncryptionKey).where(
+                    EncryptionKey.scope == scope, EncryptionKey.owner_id == owner
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    keyring.provider.destroy(kek_for(scope, owner))
+    now = utcnow()
+    for key in keys:
+        key.wrapped_key = None
+        key.state = "destroyed"
+        key.is_active = False
+        key.destroyed_at = now
+        keyring.forget(key.id)
+    return len(keys)
+
+
+async def _clear_fields(
+    session: AsyncSession, *, scope: str, column: str, value: uuid.UUID
+) -> None:
+    """Clear the live ciphertexts (and blind indexes) of the shredded lineage's fields."""
+    for spec in REGISTRY.values():
+        if spec.scope != scope:
+            continue
+        table = spec.model.__table__  # type: ignore[attr-defined]
+        owner_column = spec.owner if scope == "user" else column
+        if owner_column is None:
+            continue
+        values = {spec.storage_column: None}
+        if spec.blind_index:
+            values[table.c[spec.blind_index].name] = None
+        await session.execute(update(table).where(table.c[owner_column] == value).values(values))
 
 
 async def shred_user(
@@ -34,34 +79,8 @@ async def shred_user(
     Returns the number of data keys destroyed. The live rows' ciphertexts are cleared too;
     copies elsewhere (backups, replicas, exports) stay as ciphertext nobody can open.
     """
-    owner = str(user_id)
-    keys = (
-        (
-            await session.execute(
-                select(EncryptionKey).where(
-                    EncryptionKey.scope == "user", EncryptionKey.owner_id == owner
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
-    keyring.provider.destroy(user_kek(owner))
-    now = utcnow()
-    for key in keys:
-        key.wrapped_key = None
-        key.state = "destroyed"
-        key.is_active = False
-        key.destroyed_at = now
-        keyring.forget(key.id)
-    for spec in REGISTRY.values():
-        if spec.scope != "user" or spec.owner is None:
-            continue
-        table = spec.model.__table__  # type: ignore[attr-defined]
-        values = {spec.storage_column: None}
-        if spec.blind_index:
-            values[table.c[spec.blind_index].name] = None
-        await session.execute(update(table).where(table.c[spec.owner] == user_id).values(values))
+    destroyed = await _destroy_lineage(session, keyring, scope="user", owner=str(user_id))
+    await _clear_fields(session, scope="user", column="", value=user_id)
     await session.flush()
     await audit.record(
         session,
@@ -71,6 +90,38 @@ async def shred_user(
         context=context,
         resource_type="user",
         resource_id=user_id,
-        changes={"destroyedKeys": len(keys)},
+        changes={"destroyedKeys": destroyed},
     )
-    return len(keys)
+    return destroyed
+
+
+async def shred_tenant(
+    session: AsyncSession,
+    keyring: Keyring,
+    *,
+    tenant_id: uuid.UUID,
+    context: AuditContext = SYSTEM,
+) -> int:
+    """Crypto-shred a tenant: its own KEK and data keys, and every one of its users' keys.
+
+    The session must span all tenants. Returns the number of data keys destroyed. The entry
+    goes to the instance chain: the tenant's own chain is about to become unreadable.
+    """
+    destroyed = await _destroy_lineage(session, keyring, scope="tenant", owner=str(tenant_id))
+    await _clear_fields(session, scope="tenant", column="tenant_id", value=tenant_id)
+    user_ids = (await session.execute(select(User.id).where(User.tenant_id == tenant_id))).scalars()
+    for user_id in list(user_ids):
+        destroyed += await _destroy_lineage(session, keyring, scope="user", owner=str(user_id))
+        await _clear_fields(session, scope="user", column="", value=user_id)
+    await session.flush()
+    await audit.record(
+        session,
+        action="system:tenant:shred",
+        category="system",
+        tenant_id=None,
+        context=context,
+        resource_type="tenant",
+        resource_id=tenant_id,
+        changes={"destroyedKeys": destroyed},
+    )
+    return destroyed
