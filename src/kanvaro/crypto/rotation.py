@@ -46,15 +46,17 @@ def _fields() -> list[FieldSpec]:
     return [REGISTRY[name] for name in sorted(REGISTRY)]
 
 
-async def running_rotation(session: AsyncSession) -> KeyRotation | None:
-    return (
-        await session.execute(
-            select(KeyRotation)
-            .where(KeyRotation.state == "running")
-            .order_by(KeyRotation.started_at)
-            .limit(1)
-        )
-    ).scalar_one_or_none()
+async def running_rotation(session: AsyncSession, *, lock: bool = False) -> KeyRotation | None:
+    """The rotation under way, if any; ``lock`` takes its row lock and reloads it."""
+    stmt = (
+        select(KeyRotation)
+        .where(KeyRotation.state == "running")
+        .order_by(KeyRotation.started_at)
+        .limit(1)
+    )
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def _count_rows(session: AsyncSession) -> int:
@@ -203,7 +205,7 @@ async def reencrypt(
         for spec in _fields():
             while True:
                 async with db.session(all_tenants=True) as session:
-                    rotation = await _lock_running(session)
+                    rotation = await running_rotation(session, lock=True)
                     if rotation is None:
                         return None
                     after = rotation.cursor.get(spec.qualified)
@@ -230,7 +232,7 @@ async def reencrypt(
                 if pause:
                     await asyncio.sleep(pause)
         async with db.session(all_tenants=True) as session:
-            rotation = await _lock_running(session)
+            rotation = await running_rotation(session, lock=True)
             if rotation is None:
                 return None
             skipped = {uuid.UUID(k) for k in rotation.cursor.get(UNREADABLE, {})}
@@ -253,19 +255,6 @@ async def reencrypt(
                 return rotation
             rotation.cursor = {}  # a row still uses a retiring key: scan again
     return None
-
-
-async def _lock_running(session: AsyncSession) -> KeyRotation | None:
-    return (
-        await session.execute(
-            select(KeyRotation)
-            .where(KeyRotation.state == "running")
-            .order_by(KeyRotation.started_at)
-            .limit(1)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
 
 
 async def keys_in_use(session: AsyncSession) -> set[uuid.UUID]:

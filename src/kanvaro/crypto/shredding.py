@@ -49,21 +49,25 @@ async def _destroy_lineage(
     return len(keys)
 
 
-async def _clear_fields(
-    session: AsyncSession, *, scope: str, column: str, value: uuid.UUID
-) -> None:
+async def _clear_fields(session: AsyncSession, *, scope: str, owner: uuid.UUID) -> None:
     """Clear the live ciphertexts (and blind indexes) of the shredded lineage's fields."""
     for spec in REGISTRY.values():
         if spec.scope != scope:
             continue
-        table = spec.model.__table__  # type: ignore[attr-defined]
-        owner_column = spec.owner if scope == "user" else column
+        owner_column = spec.owner if scope == "user" else "tenant_id"
         if owner_column is None:
             continue
+        table = spec.model.__table__  # type: ignore[attr-defined]
         values = {spec.storage_column: None}
         if spec.blind_index:
             values[table.c[spec.blind_index].name] = None
-        await session.execute(update(table).where(table.c[owner_column] == value).values(values))
+        await session.execute(update(table).where(table.c[owner_column] == owner).values(values))
+
+
+async def _shred(session: AsyncSession, keyring: Keyring, *, scope: str, owner: uuid.UUID) -> int:
+    destroyed = await _destroy_lineage(session, keyring, scope=scope, owner=str(owner))
+    await _clear_fields(session, scope=scope, owner=owner)
+    return destroyed
 
 
 async def shred_user(
@@ -79,8 +83,7 @@ async def shred_user(
     Returns the number of data keys destroyed. The live rows' ciphertexts are cleared too;
     copies elsewhere (backups, replicas, exports) stay as ciphertext nobody can open.
     """
-    destroyed = await _destroy_lineage(session, keyring, scope="user", owner=str(user_id))
-    await _clear_fields(session, scope="user", column="", value=user_id)
+    destroyed = await _shred(session, keyring, scope="user", owner=user_id)
     await session.flush()
     await audit.record(
         session,
@@ -107,12 +110,10 @@ async def shred_tenant(
     The session must span all tenants. Returns the number of data keys destroyed. The entry
     goes to the instance chain: the tenant's own chain is about to become unreadable.
     """
-    destroyed = await _destroy_lineage(session, keyring, scope="tenant", owner=str(tenant_id))
-    await _clear_fields(session, scope="tenant", column="tenant_id", value=tenant_id)
+    destroyed = await _shred(session, keyring, scope="tenant", owner=tenant_id)
     user_ids = (await session.execute(select(User.id).where(User.tenant_id == tenant_id))).scalars()
     for user_id in list(user_ids):
-        destroyed += await _destroy_lineage(session, keyring, scope="user", owner=str(user_id))
-        await _clear_fields(session, scope="user", column="", value=user_id)
+        destroyed += await _shred(session, keyring, scope="user", owner=user_id)
     await session.flush()
     await audit.record(
         session,
