@@ -276,6 +276,7 @@ class Database:
                 set_tenant(session, tenant_id)
             async with session.begin():
                 yield session
+            await run_committed_callbacks(session)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -313,6 +314,47 @@ class Database:
         except Exception as exc:  # never mask the request's own outcome
             structlog.get_logger("kanvaro.db").error(
                 "deferred_write_failed", error_type=type(exc).__name__
+            )
+
+
+# -- side effects after commit -------------------------------------------------------------
+#
+# Mail, SIEM forwarding and destroying a key in the key provider must happen only once the
+# change that causes them has committed: a rolled-back change sends no mail. Callbacks are
+# queued on the session, promoted when its transaction commits, dropped when it rolls back,
+# and run by ``Database.session`` after the ``BEGIN ... COMMIT`` block has closed.
+
+AfterCommit = Callable[[], Awaitable[Any]]
+
+
+def on_commit(session: AsyncSession | Session, callback: AfterCommit) -> None:
+    """Run ``callback`` once the session's current transaction has committed (never if it
+    rolls back)."""
+    session.info.setdefault("kanvaro_on_commit", []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _promote_on_commit(session: Session) -> None:
+    pending = session.info.pop("kanvaro_on_commit", None)
+    if pending:
+        session.info.setdefault("kanvaro_committed", []).extend(pending)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_on_commit(session: Session) -> None:
+    session.info.pop("kanvaro_on_commit", None)
+
+
+async def run_committed_callbacks(session: AsyncSession) -> None:
+    """Run the callbacks of committed transactions; a failing one is logged, never raised
+    (the change is already durable and the caller has succeeded)."""
+    ready = session.info.pop("kanvaro_committed", None) or []
+    for callback in ready:
+        try:
+            await callback()
+        except Exception as exc:
+            structlog.get_logger("kanvaro.db").error(
+                "after_commit_failed", error_type=type(exc).__name__
             )
 
 

@@ -8,8 +8,8 @@ that declares none, so a new route cannot be open by accident.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -17,10 +17,10 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kanvaro.audit import service as audit
+from kanvaro.acting import Acting, Origin, Principal
 from kanvaro.audit.service import AuditContext
 from kanvaro.db import switch_tenant, utcnow
-from kanvaro.errors import BadRequest, Forbidden, Unauthorized
+from kanvaro.errors import BadRequest, Unauthorized
 from kanvaro.identity.models import User, UserSession
 from kanvaro.security.client_ip import client_ip
 from kanvaro.security.permissions import (
@@ -39,68 +39,8 @@ security_log = structlog.get_logger("kanvaro.security")
 TENANT_HEADER = "x-tenant-id"
 
 
-@dataclass(frozen=True)
-class Principal:
-    user_id: uuid.UUID
-    tenant_id: uuid.UUID | None
-    session_id: uuid.UUID
-    email: str
-    role: str
-    permissions: frozenset[str]
-    project_scoped: bool
-    is_super_admin: bool = False
-    auth_methods: tuple[str, ...] = field(default_factory=tuple)
-
-    def has(self, permission: str) -> bool:
-        return permission in self.permissions
-
-    def __repr__(self) -> str:
-        return f"Principal(user_id={self.user_id}, tenant_id={self.tenant_id}, role={self.role})"
-
-
-@dataclass
-class Ctx:
-    """What a route handler gets: the caller, the tenant, the transaction, the services."""
-
-    principal: Principal
-    db: AsyncSession
-    services: Services
-    audit: AuditContext
-    request: Request
-
-    @property
-    def tenant_id(self) -> uuid.UUID:
-        if self.principal.tenant_id is None:
-            raise BadRequest(
-                "This operation needs a tenant: send the X-Tenant-ID header.",
-                errors=[{"field": "X-Tenant-ID", "in": "header", "message": "required"}],
-            )
-        return self.principal.tenant_id
-
-    @property
-    def actor_id(self) -> uuid.UUID:
-        return self.principal.user_id
-
-    async def record(
-        self,
-        action: str,
-        *,
-        category: str,
-        resource_type: str | None = None,
-        resource_id: Any = None,
-        changes: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Append an audit entry for this tenant, by this caller, in this transaction."""
-        await audit.record(
-            self.db,
-            action=action,
-            category=category,
-            tenant_id=self.tenant_id,
-            context=self.audit,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            changes=changes,
-        )
+# The acting value is framework-free (``kanvaro.acting``); routes keep calling it ``Ctx``.
+Ctx = Acting
 
 
 def services_of(request: Request) -> Services:
@@ -192,36 +132,6 @@ async def _load_principal(session: AsyncSession, claims: dict[str, Any]) -> Prin
     )
 
 
-async def record_denied(
-    services: Services, request: Request, principal: Principal, needed: str
-) -> None:
-    """A refusal is a security event and an audit entry (written after the rollback)."""
-    security_log.warning(
-        "permission_denied",
-        user_id=str(principal.user_id),
-        tenant_id=str(principal.tenant_id) if principal.tenant_id else None,
-        permission=needed,
-        method=request.method,
-        path=request.url.path,
-        ip=request_ip(request),
-    )
-    context = audit_context(request, principal.user_id)
-    changes = {"permission": needed, "method": request.method, "path": request.url.path}
-
-    async def write(session: AsyncSession) -> None:
-        await audit.record(
-            session,
-            action="api:permission:denied",
-            category="permissions",
-            tenant_id=principal.tenant_id,
-            context=context,
-            resource_type="route",
-            changes=changes,
-        )
-
-    await services.db.after_transaction(write)
-
-
 def _dependency(
     permissions: tuple[Permission, ...], *, any_of: bool = False, own_account: bool = False
 ) -> Any:
@@ -248,22 +158,20 @@ def _dependency(
                 principal = await _super_admin_scope(
                     session, request, principal, permissions, own_account=own_account
                 )
-            missing = [p.value for p in permissions if not principal.has(p.value)]
-            if any_of and len(missing) == len(permissions):
-                needed = " or ".join(missing)
-                await record_denied(services, request, principal, needed)
-                raise Forbidden(f"Missing permission {needed}.")
-            if missing and not any_of:
-                await record_denied(services, request, principal, missing[0])
-                raise Forbidden(f"Missing permission {missing[0]}.")
-            request.state.principal = principal
-            yield Ctx(
+            ctx = Acting(
                 principal=principal,
                 db=session,
                 services=services,
                 audit=audit_context(request, principal.user_id),
-                request=request,
+                origin=Origin("api", request.method, request.url.path),
             )
+            missing = [p.value for p in permissions if not principal.has(p.value)]
+            if any_of and len(missing) == len(permissions):
+                raise await ctx.deny(" or ".join(missing))
+            if missing and not any_of:
+                raise await ctx.deny(missing[0])
+            request.state.principal = principal
+            yield ctx
 
     access = ("any", *permissions) if any_of else permissions or ("authenticated",)
     dependency.__kanvaro_access__ = access  # type: ignore[attr-defined]

@@ -19,8 +19,8 @@ from kanvaro.audit import service as audit
 from kanvaro.audit.models import INSTANCE_CHAIN, AuditCheckpoint
 from kanvaro.audit.verify import verify_chain
 from kanvaro.db import set_all_tenants, switch_tenant
-from kanvaro.deps import Ctx, public, record_denied, require, services_of
-from kanvaro.errors import Forbidden, NotFound, ServiceUnavailable, Unprocessable
+from kanvaro.deps import Ctx, public, require, services_of
+from kanvaro.errors import NotFound, ServiceUnavailable, Unprocessable
 from kanvaro.schemas import OutModel
 from kanvaro.security.permissions import Permission as P
 from kanvaro.tenancy.models import Tenant
@@ -69,8 +69,8 @@ async def resolve_chain(ctx: Ctx, tenant: str | None) -> tuple[str, uuid.UUID | 
     return audit.chain_for(target), target
 
 
-def _signer(ctx_or_request: Any) -> Any:
-    runtime = services_of(ctx_or_request).audit
+def _signer(services: Any) -> Any:
+    runtime = services.audit
     if runtime is None:
         raise ServiceUnavailable("The audit subsystem is not started.")
     return runtime.signer
@@ -92,7 +92,7 @@ class PublicKeyOut(OutModel):
 )
 async def public_key(request: Request) -> dict[str, Any]:
     """The checkpoint signing key, as a signed-note verifier key to pin for offline checks."""
-    verifier = _signer(request).verifier
+    verifier = _signer(services_of(request)).verifier
     return {
         "name": verifier.name,
         "key_id": verifier.key_id.hex(),
@@ -155,9 +155,8 @@ async def issue_checkpoint(
     instance chain."""
     chain_id, tenant_id = await resolve_chain(ctx, tenant)
     if tenant_id is None and not ctx.principal.has(P.SYSTEM_ADMIN.value):
-        await record_denied(ctx.services, ctx.request, ctx.principal, P.SYSTEM_ADMIN.value)
-        raise Forbidden(f"Missing permission {P.SYSTEM_ADMIN.value}.")
-    row = await checkpoints.issue(ctx.db, _signer(ctx.request), chain_id, tenant_id)
+        raise await ctx.deny(P.SYSTEM_ADMIN.value)
+    row = await checkpoints.issue(ctx.db, _signer(ctx.services), chain_id, tenant_id)
     if row is None:
         raise Unprocessable("The chain is empty; there is nothing to sign.")
     await audit.record(

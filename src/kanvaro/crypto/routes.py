@@ -7,8 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 
 from kanvaro.crypto.status import key_status
-from kanvaro.deps import Ctx, authenticated, record_denied
-from kanvaro.errors import Forbidden
+from kanvaro.deps import Ctx, authenticated
 from kanvaro.security.permissions import Permission as P
 
 router = APIRouter(prefix="/api/v1/admin/keys", tags=["admin"])
@@ -26,8 +25,7 @@ async def status(ctx: Annotated[Ctx, authenticated()]) -> dict[str, Any]:
     elif principal.has(P.SETTINGS_UPDATE.value) or principal.has(P.SYSTEM_ADMIN.value):
         scope = ctx.tenant_id
     else:
-        await record_denied(ctx.services, ctx.request, principal, P.SETTINGS_UPDATE.value)
-        raise Forbidden(f"Missing permission {P.SETTINGS_UPDATE.value}.")
+        raise await ctx.deny(P.SETTINGS_UPDATE.value)
     result = await key_status(ctx.db, scope)
     result["provider"] = ctx.services.keyring.provider.name if ctx.services.keyring else None
     result["scope"] = "instance" if scope is None else "tenant"

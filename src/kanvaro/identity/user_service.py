@@ -19,9 +19,9 @@ from typing import Any
 import structlog
 from sqlalchemy import select
 
+from kanvaro.acting import Acting as Ctx
 from kanvaro.audit import service as audit
 from kanvaro.db import utcnow
-from kanvaro.deps import Ctx
 from kanvaro.errors import Conflict, ServiceUnavailable, Unprocessable
 from kanvaro.identity.auth import revoke_user_sessions
 from kanvaro.identity.models import Invitation, User

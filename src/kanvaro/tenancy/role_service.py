@@ -18,8 +18,9 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from kanvaro.acting import Acting as Ctx
+from kanvaro.acting import Principal
 from kanvaro.audit import service as audit
-from kanvaro.deps import Ctx, Principal, record_denied
 from kanvaro.errors import Conflict, Forbidden, Unprocessable
 from kanvaro.identity.models import User
 from kanvaro.security.permissions import BuiltinRole, builtin_permissions
@@ -63,7 +64,7 @@ def missing_to_assign(principal: Principal, role: Role) -> str | None:
 
 async def deny(ctx: Ctx, permission: str, detail: str) -> Forbidden:
     """Log and audit a refusal (the audit entry outlives the rollback); raise the result."""
-    await record_denied(ctx.services, ctx.request, ctx.principal, str(permission))
+    await ctx.deny(str(permission))
     return Forbidden(detail)
 
 

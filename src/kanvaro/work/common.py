@@ -9,7 +9,7 @@ from fastapi import Response
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kanvaro.deps import Ctx
+from kanvaro.acting import Acting as Ctx
 from kanvaro.errors import NotFound, PreconditionFailed, PreconditionRequired
 from kanvaro.work.models import Project, ProjectMember
 

@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 
 from kanvaro.audit import service as audit
 from kanvaro.db import utcnow
-from kanvaro.deps import Ctx, record_denied, require
+from kanvaro.deps import Ctx, require
 from kanvaro.errors import Forbidden, NotFound
 from kanvaro.identity.models import User
 from kanvaro.schemas import Page, page_of, paginate
@@ -33,10 +33,10 @@ IfMatch = Annotated[str | None, Header(alias="If-Match")]
 async def deny(ctx: Ctx, permission: str, detail: str) -> Forbidden:
     """A refusal decided inside a handler: logged and audited like one at the route, 403.
 
-    ``record_denied`` writes its audit entry after the request's transaction has rolled back,
+    ``Acting.deny`` writes its audit entry after the request's transaction has rolled back,
     so the refusal is recorded while nothing of the refused change is.
     """
-    await record_denied(ctx.services, ctx.request, ctx.principal, permission)
+    await ctx.deny(permission)
     return Forbidden(detail)
 
 
