@@ -143,7 +143,7 @@ class TenantFixture:
 
     async def login(self, email: str, password: str = PASSWORD) -> dict[str, Any]:
         r = await self.client.post(
-            "/api/v1/auth/login", json={"email": email, "password": password}
+            "/api/v1/auth/login", json={"email": email, "password": password, "tenant": self.slug}
         )
         assert r.status_code == 200, r.text
         return r.json()
@@ -178,7 +178,10 @@ async def new_tenant(services: Services, client: httpx.AsyncClient) -> TenantFix
     result = await bootstrap(
         services, tenant_name=f"Tenant {uuid.uuid4().hex[:8]}", email=email, password=PASSWORD
     )
-    r = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    r = await client.post(
+        "/api/v1/auth/login",
+        json={"email": email, "password": PASSWORD, "tenant": result.tenant_slug},
+    )
     assert r.status_code == 200, r.text
     tokens = r.json()
     admin = Member(

@@ -5,18 +5,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
 
 from kanvaro import __version__
 from kanvaro.config import Settings
 from kanvaro.db import MissingTenantContext
-from kanvaro.errors import install_error_handlers, problem_response
+from kanvaro.errors import Unprocessable, install_error_handlers, problem_response
 from kanvaro.middleware.body_limit import BodyLimitMiddleware
 from kanvaro.middleware.catch_all import CatchAllMiddleware
 from kanvaro.middleware.request_id import RequestIdMiddleware
 from kanvaro.middleware.security_headers import SecurityHeadersMiddleware
 from kanvaro.services import Services
+from kanvaro.web import docs as web_docs
+from kanvaro.web import invitation as web_invitation
+from kanvaro.web import openapi as web_openapi
 
 API_PREFIX = "/api/v1"
 
@@ -33,6 +36,7 @@ def _routers() -> list:  # type: ignore[type-arg]
     return [
         health.router,
         auth_routes.router,
+        auth_routes.tenant_router,
         user_routes.router,
         role_routes.router,
         key_routes.router,
@@ -41,6 +45,27 @@ def _routers() -> list:  # type: ignore[type-arg]
         audit_routes.router,
         audit_log_routes.router,
     ]
+
+
+async def refuse_nul(request: Request) -> None:
+    """A NUL in a query or path value is refused (422 naming it) before any handler runs:
+    PostgreSQL text cannot hold one, and the driver's error would be a 500."""
+    for location, values in (
+        ("query", request.query_params.multi_items()),
+        ("path", request.path_params.items()),
+    ):
+        for name, value in values:
+            if isinstance(value, str) and "\x00" in value:
+                raise Unprocessable(
+                    f"{name} must not contain NUL characters.",
+                    errors=[
+                        {
+                            "field": name,
+                            "in": location,
+                            "message": "Must not contain NUL characters.",
+                        }
+                    ],
+                )
 
 
 def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
@@ -55,6 +80,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
             await services.shutdown()
 
     app = FastAPI(
+        dependencies=[Depends(refuse_nul)],
         title="Kanvaro API",
         version=__version__,
         openapi_url=f"{API_PREFIX}/openapi.json",
@@ -76,6 +102,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
 
     for router in _routers():
         app.include_router(router)
+    app.include_router(web_docs.router)
+    app.include_router(web_invitation.router)
+    web_openapi.install(app)
 
     # Middleware: the last added runs first. Outermost: request id, then security headers,
     # then CORS, then the body limit, then the catch-all that renders unexpected errors.

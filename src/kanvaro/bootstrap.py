@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from kanvaro.db import switch_tenant
-from kanvaro.identity.users import create_user
+from kanvaro.identity.users import check_password, create_user
 from kanvaro.security.passwords import PasswordPolicy
 from kanvaro.services import Services
 from kanvaro.tenancy.models import Tenant
@@ -46,8 +46,9 @@ async def bootstrap(
     last_name: str = "User",
     super_admin: bool = False,
 ) -> BootstrapResult:
-    async with services.db.session(all_tenants=True) as session:
-        if super_admin:
+    deliverable_only = services.settings.email_deliverable_only
+    if super_admin:
+        async with services.db.session(all_tenants=True) as session:
             user = await create_user(
                 session,
                 services.hasher,
@@ -59,9 +60,14 @@ async def bootstrap(
                 password=password,
                 policy=PasswordPolicy(),
                 is_super_admin=True,
+                deliverable_only=deliverable_only,
             )
-            return BootstrapResult(None, None, str(user.id), user.email)
-        assert tenant_name
+        return BootstrapResult(None, None, str(user.id), user.email)
+    assert tenant_name
+    # A new tenant has the default policy; the hash is made before any transaction opens.
+    check_password(PasswordPolicy(), password, email=email, names=(first_name, last_name))
+    password_hash = await services.hasher.hash_async(password)
+    async with services.db.session(all_tenants=True) as session:
         tenant, roles = await create_tenant(session, name=tenant_name)
         await switch_tenant(session, tenant.id)
         user = await create_user(
@@ -72,10 +78,12 @@ async def bootstrap(
             first_name=first_name,
             last_name=last_name,
             role=roles["admin"],
-            password=password,
+            password=None,
+            password_hash=password_hash,
             policy=password_policy(tenant),
+            deliverable_only=deliverable_only,
         )
-        return BootstrapResult(str(tenant.id), tenant.slug, str(user.id), user.email)
+    return BootstrapResult(str(tenant.id), tenant.slug, str(user.id), user.email)
 
 
 async def tenant_count(services: Services) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -78,11 +79,17 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     public_url: str = "http://localhost:8000"
+    # Refuse internal mail domains (corp.local, *.internal, *.lan) for new accounts.
+    email_deliverable_only: bool = False
 
     # Login throttling (failures inside the window before a temporary lock).
     login_max_failures_per_account: int = Field(default=5, ge=1)
     login_max_failures_per_ip: int = Field(default=100, ge=1)  # attempts, successes included
     login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
+
+    # Time entries: the dates one may log time for (docs/admin-guide.md "Time entries").
+    time_entry_min_date: date = date(2000, 1, 1)
+    time_entry_max_days_ahead: int = Field(default=366, ge=0, le=100 * 366)
 
     # Mail.
     smtp_host: str | None = None
@@ -175,7 +182,8 @@ class Settings(BaseSettings):
             if not self.database_url:
                 raise ConfigError("KANVARO_DATABASE_URL is required in production")
             return self
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # 0700: it holds the SQLite database (password hashes, the audit log) and secrets.
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for name, size in REQUIRED_SECRETS.items():
             if getattr(self, name) is None:
                 setattr(self, name, SecretStr(_dev_secret(self.data_dir, name, size)))

@@ -11,9 +11,12 @@ explicit and greppable. On PostgreSQL the same context is written into the trans
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +32,7 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -132,16 +136,34 @@ def set_all_tenants(session: AsyncSession | Session) -> None:
     target.info["all_tenants"] = True
 
 
+# The one statement that hands the tenant context to PostgreSQL row-level security, for the
+# current transaction only (``is_local``): a pooled connection never carries it over.
+_RLS_SETTING = text(
+    "SELECT set_config('app.tenant_id', :tid, true), set_config('app.all_tenants', :all, true)"
+)
+
+
+def _rls_params(tenant_id: uuid.UUID | None, all_tenants: bool) -> dict[str, str]:
+    return {"tid": str(tenant_id) if tenant_id else "", "all": "on" if all_tenants else "off"}
+
+
 async def switch_tenant(session: AsyncSession, tenant_id: uuid.UUID | None) -> None:
     """Change the tenant context inside an open transaction (and tell PostgreSQL RLS)."""
     set_tenant(session, tenant_id)
+    await _send_rls_context(session)
+
+
+async def widen_to_all_tenants(session: AsyncSession) -> None:
+    """Span every tenant from here on in this transaction (instance views of the super admin)."""
+    set_all_tenants(session)
+    await _send_rls_context(session)
+
+
+async def _send_rls_context(session: AsyncSession) -> None:
     if session.in_transaction() and session.bind.dialect.name == "postgresql":
-        await session.execute(
-            text(
-                "SELECT set_config('app.tenant_id', :tid, true), set_config('app.all_tenants', 'off', true)"
-            ),
-            {"tid": str(tenant_id) if tenant_id else ""},
-        )
+        info = session.sync_session.info
+        params = _rls_params(info.get("tenant_id"), bool(info.get("all_tenants")))
+        await session.execute(_RLS_SETTING, params)
 
 
 def tenant_of(session: AsyncSession | Session) -> uuid.UUID | None:
@@ -201,15 +223,8 @@ def _rls_context(session: Session, transaction: Any, connection: Any) -> None:
     """Hand the tenant context to PostgreSQL row-level security for this transaction."""
     if connection.dialect.name != "postgresql":
         return
-    tenant_id = session.info.get("tenant_id")
-    all_tenants = bool(session.info.get("all_tenants"))
-    connection.execute(
-        text(
-            "SELECT set_config('app.tenant_id', :tid, true), "
-            "set_config('app.all_tenants', :all, true)"
-        ),
-        {"tid": str(tenant_id) if tenant_id else "", "all": "on" if all_tenants else "off"},
-    )
+    params = _rls_params(session.info.get("tenant_id"), bool(session.info.get("all_tenants")))
+    connection.execute(_RLS_SETTING, params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,11 +254,61 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# -- SQLite file permissions -------------------------------------------------------------------
+#
+# The database file holds password hashes and the audit log. It is created 0600 before SQLite
+# opens it (SQLite gives its -wal and -shm files the mode of the database file), and any of the
+# three found readable by group or others is tightened on connect (an install made before this
+# rule, or a file created by another tool). No process-wide umask: it would race other threads.
+
+_PRIVATE_FILE = 0o600
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL, or None (not SQLite, in memory, or a ``file:`` URI)."""
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def create_private_sqlite_file(url: str) -> None:
+    """Create the SQLite file 0600 if it does not exist yet (its directory must exist)."""
+    path = sqlite_path(url)
+    if path is None or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        return
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE_FILE))
+    tighten_sqlite_files(path)
+
+
+def tighten_sqlite_files(path: str) -> None:
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        try:
+            mode = os.stat(name).st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(name, mode & 0o700)
+        except FileNotFoundError:
+            continue
+        except PermissionError:  # not ours (a shared test file): leave it, never fail a connect
+            continue
+
+
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     kwargs: dict[str, Any] = {"echo": echo}
     if url.startswith("sqlite"):
+        create_private_sqlite_file(url)
         engine = create_async_engine(url, **kwargs)
         _sqlite_pragmas(engine)
+        path = sqlite_path(url)
+        if path is not None:
+
+            @event.listens_for(engine.sync_engine, "connect")
+            def _private_files(dbapi_connection: Any, record: Any) -> None:
+                tighten_sqlite_files(path)  # after the pragmas: WAL mode made -wal and -shm
+
         return engine
     # No pre-ping: it cost ~0.9 ms, a full extra round trip, on every checkout (measured with
     # asyncpg on loopback). Connections are recycled after 30 minutes instead, and one that
@@ -259,6 +324,7 @@ class Database:
         self.url = url
         self.engine = create_engine(url, echo=echo)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.outage = Outage()
 
     @property
     def dialect(self) -> str:
@@ -274,8 +340,15 @@ class Database:
                 set_all_tenants(session)
             else:
                 set_tenant(session, tenant_id)
-            async with session.begin():
+            # Autobegin rather than ``session.begin()``: an action may end a read-only prefix
+            # of its transaction (``end_read_only_prefix``) and go on in a fresh one.
+            try:
                 yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            await session.commit()
+            self.outage.up()  # a commit went through: the database answers again
             await run_committed_callbacks(session)
 
     async def dispose(self) -> None:
@@ -312,6 +385,9 @@ class Database:
             async with self.session(all_tenants=True) as session:
                 await job(session)
         except Exception as exc:  # never mask the request's own outcome
+            if is_unavailable(exc):
+                self.outage.down(exc)  # said once for the whole outage, not once per request
+                return
             structlog.get_logger("kanvaro.db").error(
                 "deferred_write_failed", error_type=type(exc).__name__
             )
@@ -325,6 +401,33 @@ class Database:
 # and run by ``Database.session`` after the ``BEGIN ... COMMIT`` block has closed.
 
 AfterCommit = Callable[[], Awaitable[Any]]
+
+
+async def end_read_only_prefix(session: AsyncSession) -> None:
+    """Commit a transaction that has only read so far, so that slow CPU work (a password hash)
+    runs with no connection, row lock or SQLite write lock held; the next statement begins a
+    fresh transaction in the same tenant context. Refuses if anything was written: a change
+    must never be committed half-way."""
+    if session.new or session.dirty or session.deleted or session.info.get("kanvaro_wrote"):
+        raise RuntimeError("end_read_only_prefix() after a write would commit it half-way")
+    await session.commit()
+
+
+@event.listens_for(Session, "after_flush")
+def _note_write(session: Session, flush_context: Any) -> None:
+    session.info["kanvaro_wrote"] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_statement_write(state: Any) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info["kanvaro_wrote"] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_write(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop("kanvaro_wrote", None)
 
 
 def on_commit(session: AsyncSession | Session, callback: AfterCommit) -> None:
@@ -364,3 +467,120 @@ _deferred: ContextVar[list[DeferredJob] | None] = ContextVar("kanvaro_deferred",
 
 def new_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+# -- unique-constraint violations ------------------------------------------------------------
+#
+# A check-then-insert can still lose a race, and a client must then get a 409 naming the field,
+# never a 500. The driver's error names the constraint (PostgreSQL) or the columns (SQLite);
+# only column names taken from our own metadata come out, never the rejected value.
+
+_SQLITE_UNIQUE = "UNIQUE constraint failed: "
+_PG_UNIQUE = "23505"
+
+
+def unique_violation_columns(exc: BaseException) -> list[str] | None:
+    """The columns of the unique constraint an ``IntegrityError`` violated (``tenant_id``
+    left out), ``[]`` if it is a unique violation of unknown columns, ``None`` if it is not a
+    unique violation at all."""
+    orig = getattr(exc, "orig", None)
+    message = str(orig) if orig is not None else ""
+    if message.startswith(_SQLITE_UNIQUE):
+        columns = [c.strip().rpartition(".")[2] for c in message[len(_SQLITE_UNIQUE) :].split(",")]
+    elif getattr(orig, "pgcode", None) == _PG_UNIQUE or getattr(orig, "sqlstate", None) == _PG_UNIQUE:
+        cause = getattr(orig, "__cause__", None)
+        name = getattr(cause, "constraint_name", None) or getattr(orig, "constraint_name", None)
+        columns = _constraint_columns(name) if name else []
+    else:
+        return None
+    return [c for c in columns if c and c != "tenant_id"]
+
+
+def _constraint_columns(name: str) -> list[str]:
+    for table in Base.metadata.tables.values():
+        for constraint in table.constraints:
+            if constraint.name == name:
+                return [c.name for c in getattr(constraint, "columns", [])]
+        for index in table.indexes:
+            if index.name == name and index.unique:
+                return [c.name for c in index.columns]
+        if name == f"pk_{table.name}":
+            return [c.name for c in table.primary_key.columns]
+    return []
+
+
+# -- database outages ------------------------------------------------------------------------
+#
+# A stopped, restarting or unreachable database is not a bug: the client gets 503 with
+# Retry-After (errors.py), and the log says "down" once and "up again" once instead of a stack
+# per request. Recognised: connection errors (refused, reset, closed), PostgreSQL's SQLSTATE
+# classes 08 (connection), 53 (insufficient resources) and 57P01-57P03 (shutdown, starting up),
+# and SQLite's "locked" / "unable to open" / "disk I/O" errors. Anything else stays a 500.
+
+_PG_UNAVAILABLE_PREFIXES = ("08", "53", "57P01", "57P02", "57P03")
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database", "disk i/o error")
+_DISCONNECT_NAMES = {
+    "ConnectionDoesNotExistError",
+    "ConnectionFailureError",
+    "InterfaceError",
+    "CannotConnectNowError",
+    "TooManyConnectionsError",
+}
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database cannot be reached right now."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if getattr(current, "connection_invalidated", False):
+            return True
+        if isinstance(current, (ConnectionError, TimeoutError)):
+            return True
+        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(code, str) and code.startswith(_PG_UNAVAILABLE_PREFIXES):
+            return True
+        module = type(current).__module__
+        if module.startswith("asyncpg") and type(current).__name__ in _DISCONNECT_NAMES:
+            return True
+        if isinstance(current, sqlite3.OperationalError) and str(current).lower().startswith(
+            _SQLITE_UNAVAILABLE
+        ):
+            return True
+        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return False
+
+
+class Outage:
+    """Whether this process currently sees the database as down; logs the transitions."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.failures = 0
+
+    @property
+    def active(self) -> bool:
+        return self.since is not None
+
+    def down(self, exc: BaseException) -> None:
+        self.failures += 1
+        if self.since is None:
+            self.since = time.monotonic()
+            # The type only: a driver message can carry the host, user or a statement.
+            structlog.get_logger("kanvaro.db").error(
+                "database_unavailable", error_type=type(exc).__name__
+            )
+
+    def up(self) -> None:
+        if self.since is None:
+            return
+        structlog.get_logger("kanvaro.db").warning(
+            "database_recovered",
+            failed_requests=self.failures,
+            outage_seconds=round(time.monotonic() - self.since, 1),
+        )
+        self.since, self.failures = None, 0

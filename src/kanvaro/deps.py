@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import structlog
 from fastapi import Depends, Request
@@ -61,12 +61,48 @@ def audit_context(request: Request, actor_id: uuid.UUID | None = None) -> AuditC
     )
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("Authentication required.")
-    return token.strip()
+@dataclass(frozen=True)
+class Credential:
+    """What a request presents to prove who it is; ``kind`` says how to verify it."""
+
+    kind: str  # "access_token" today; the console's session cookie and SCIM tokens to come
+    value: str
+
+    def __repr__(self) -> str:
+        return f"Credential(kind={self.kind})"
+
+
+class CredentialSource(Protocol):
+    """One way a credential travels in a request. Returns None when the request does not use
+    this way; raises Unauthorized when it does but malformed (a cookie source also checks
+    its CSRF token here)."""
+
+    def extract(self, request: Request) -> Credential | None: ...
+
+
+class BearerToken:
+    """``Authorization: Bearer <access token>`` (RFC 6750)."""
+
+    def extract(self, request: Request) -> Credential | None:
+        header = request.headers.get("authorization")
+        if header is None:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Authentication required.")
+        return Credential("access_token", token.strip())
+
+
+# Tried in order; the first that finds a credential decides.
+CREDENTIAL_SOURCES: tuple[CredentialSource, ...] = (BearerToken(),)
+
+
+def credential_of(request: Request) -> Credential:
+    for source in CREDENTIAL_SOURCES:
+        found = source.extract(request)
+        if found is not None:
+            return found
+    raise Unauthorized("Authentication required.")
 
 
 def _tenant_header(request: Request) -> uuid.UUID | None:
@@ -137,9 +173,11 @@ def _dependency(
 ) -> Any:
     async def dependency(request: Request) -> AsyncIterator[Ctx]:
         services = services_of(request)
-        token = _bearer(request)
+        credential = credential_of(request)
+        if credential.kind != "access_token":  # no verifier for it on this route
+            raise Unauthorized("Authentication required.")
         try:
-            claims = await services.verify_token(token, ACCESS)
+            claims = await services.verify_token(credential.value, ACCESS)
         except TokenError as exc:
             raise Unauthorized(str(exc).capitalize() + ".") from None
         claimed_tenant = _claimed_tenant(claims)

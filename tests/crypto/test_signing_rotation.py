@@ -44,7 +44,11 @@ async def test_rotate_signing_key(
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as second:
             r = await second.post(
                 "/api/v1/auth/login",
-                json={"email": tenant.admin.email, "password": tenant.admin.password},
+                json={
+                    "email": tenant.admin.email,
+                    "password": tenant.admin.password,
+                    "tenant": tenant.slug,
+                },
             )
             assert r.status_code == 200, r.text
             new_token = r.json()["accessToken"]

@@ -38,15 +38,31 @@ async def test_every_failure_answers_identically(tenant, services, client):
     member = await tenant.member("viewer")
 
     attempts = {
-        "unknown email": {"email": unique_email("ghost"), "password": PASSWORD},
-        "wrong password": {"email": member.email, "password": PASSWORD + "x"},
-        "deactivated user, right password": {"email": inactive.email, "password": PASSWORD},
-        "suspended tenant, right password": {"email": suspended.admin.email, "password": PASSWORD},
+        "unknown email": {
+            "email": unique_email("ghost"),
+            "password": PASSWORD,
+            "tenant": tenant.slug,
+        },
+        "wrong password": {
+            "email": member.email,
+            "password": PASSWORD + "x",
+            "tenant": tenant.slug,
+        },
+        "deactivated user, right password": {
+            "email": inactive.email,
+            "password": PASSWORD,
+            "tenant": tenant.slug,
+        },
+        "suspended tenant, right password": {
+            "email": suspended.admin.email,
+            "password": PASSWORD,
+            "tenant": suspended.slug,
+        },
     }
     shapes = {name: shape(await c.post(LOGIN, json=body)) for name, body in attempts.items()}
     first = next(iter(shapes.values()))
     assert first[0] == 401
-    assert first[1]["detail"] == "Invalid email or password."
+    assert first[1]["detail"] == "The email address, password or tenant is wrong."
     for name, got in shapes.items():
         assert got == first, name
     # ... and the suspended tenant's existing session ends too.
@@ -66,14 +82,20 @@ async def test_bcrypt_hash_is_accepted_and_rehashed_to_argon2id(tenant, services
             return (await session.get(User, uuid.UUID(m.id))).password_hash
 
     assert (await stored()).startswith("$2b$")
-    bad = await tenant.client.post(LOGIN, json={"email": m.email, "password": "Wrong!Pass123"})
+    bad = await tenant.client.post(
+        LOGIN, json={"email": m.email, "password": "Wrong!Pass123", "tenant": tenant.slug}
+    )
     assert bad.status_code == 401
     assert (await stored()) == imported  # a failed attempt changes nothing
-    ok = await tenant.client.post(LOGIN, json={"email": m.email, "password": m.password})
+    ok = await tenant.client.post(
+        LOGIN, json={"email": m.email, "password": m.password, "tenant": tenant.slug}
+    )
     assert ok.status_code == 200, ok.text
     upgraded = await stored()
     assert upgraded.startswith("$argon2id$")
-    again = await tenant.client.post(LOGIN, json={"email": m.email, "password": m.password})
+    again = await tenant.client.post(
+        LOGIN, json={"email": m.email, "password": m.password, "tenant": tenant.slug}
+    )
     assert again.status_code == 200
     assert (await stored()) == upgraded  # no needless rehash
 

@@ -88,10 +88,14 @@ async def test_password_change_revokes_the_other_sessions(tenant):
     assert r.status_code == 204, r.text
     assert (await c.get(ME, headers=m.headers)).status_code == 200
     assert (await c.get(ME, headers=bearer(other["accessToken"]))).status_code == 401
-    old = await c.post("/api/v1/auth/login", json={"email": m.email, "password": m.password})
+    old = await c.post(
+        "/api/v1/auth/login", json={"email": m.email, "password": m.password, "tenant": tenant.slug}
+    )
     assert old.status_code == 401
     assert (
-        await c.post("/api/v1/auth/login", json={"email": m.email, "password": new})
+        await c.post(
+            "/api/v1/auth/login", json={"email": m.email, "password": new, "tenant": tenant.slug}
+        )
     ).status_code == 200
 
 

@@ -110,19 +110,27 @@ async def test_no_canary_reaches_logs_errors_or_audit(
             return r
 
         r = await call(
-            "POST", "/api/v1/auth/login", json={"email": admin_email, "password": c["boot"]}
+            "POST",
+            "/api/v1/auth/login",
+            json={"email": admin_email, "password": c["boot"], "tenant": result.tenant_slug},
         )
         assert r.status_code == 200, r.text
         tokens = r.json()
         planted += [tokens["accessToken"], tokens["refreshToken"]]
         auth = {"Authorization": f"Bearer {tokens['accessToken']}"}
         await call(
-            "POST", "/api/v1/auth/login", json={"email": admin_email, "password": c["wrong"]}
+            "POST",
+            "/api/v1/auth/login",
+            json={"email": admin_email, "password": c["wrong"], "tenant": result.tenant_slug},
         )
         await call(
             "POST",
             "/api/v1/auth/login",
-            json={"email": "nobody@kanvaro.example", "password": c["wrong"]},
+            json={
+                "email": "nobody@kanvaro.example",
+                "password": c["wrong"],
+                "tenant": result.tenant_slug,
+            },
         )
 
         member_email = f"m-{uuid.uuid4().hex[:8]}@kanvaro.example"
@@ -153,7 +161,9 @@ async def test_no_canary_reaches_logs_errors_or_audit(
         )
         assert r.status_code == 201, r.text
         r = await call(
-            "POST", "/api/v1/auth/login", json={"email": member_email, "password": c["member"]}
+            "POST",
+            "/api/v1/auth/login",
+            json={"email": member_email, "password": c["member"], "tenant": result.tenant_slug},
         )
         member = {"Authorization": f"Bearer {r.json()['accessToken']}"}
         planted += [r.json()["accessToken"], r.json()["refreshToken"]]

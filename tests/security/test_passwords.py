@@ -135,7 +135,8 @@ async def test_a_login_in_progress_does_not_stop_other_requests(data_dir, databa
 
             async def login() -> httpx.Response:
                 r = await c.post(
-                    "/api/v1/auth/login", json={"email": unique_email(), "password": STRONG}
+                    "/api/v1/auth/login",
+                    json={"email": unique_email(), "password": STRONG},
                 )
                 order.append("login")
                 return r
@@ -174,7 +175,8 @@ async def test_a_login_in_progress_holds_no_database_lock(data_dir, database_url
 
             async def login() -> httpx.Response:
                 r = await c.post(
-                    "/api/v1/auth/login", json={"email": tenant.admin.email, "password": PASSWORD}
+                    "/api/v1/auth/login",
+                    json={"email": tenant.admin.email, "password": PASSWORD, "tenant": tenant.slug},
                 )
                 order.append("login")
                 return r

@@ -49,19 +49,28 @@ async def test_account_is_locked_after_n_failures_even_for_the_right_password(
         tenant = await new_tenant(services, c)
         m = await tenant.member("viewer")
         for _ in range(3):
-            r = await c.post(LOGIN, json={"email": m.email, "password": "Wrong!Pass1"})
+            r = await c.post(
+                LOGIN, json={"email": m.email, "password": "Wrong!Pass1", "tenant": tenant.slug}
+            )
             assert r.status_code == 401
-        locked = await c.post(LOGIN, json={"email": m.email, "password": PASSWORD})
+        locked = await c.post(
+            LOGIN, json={"email": m.email, "password": PASSWORD, "tenant": tenant.slug}
+        )
         assert locked.status_code == 429
         assert locked.headers["content-type"].startswith("application/problem+json")
         retry = int(locked.headers["retry-after"])
         assert 1 <= retry <= services.settings.login_failure_window_seconds
         # The lock is per account, not per address: another person signs in from here.
         assert (
-            await c.post(LOGIN, json={"email": tenant.admin.email, "password": PASSWORD})
+            await c.post(
+                LOGIN,
+                json={"email": tenant.admin.email, "password": PASSWORD, "tenant": tenant.slug},
+            )
         ).status_code == 200
         # The email's case does not open a second counter.
-        upper = await c.post(LOGIN, json={"email": m.email.upper(), "password": PASSWORD})
+        upper = await c.post(
+            LOGIN, json={"email": m.email.upper(), "password": PASSWORD, "tenant": tenant.slug}
+        )
         assert upper.status_code == 429
 
 
@@ -74,9 +83,13 @@ async def test_success_clears_the_account_counter(data_dir, database_url):
         m = await tenant.member("viewer")
         for _round in range(3):
             for _ in range(2):
-                r = await c.post(LOGIN, json={"email": m.email, "password": "Wrong!Pass1"})
+                r = await c.post(
+                    LOGIN, json={"email": m.email, "password": "Wrong!Pass1", "tenant": tenant.slug}
+                )
                 assert r.status_code == 401
-            ok = await c.post(LOGIN, json={"email": m.email, "password": PASSWORD})
+            ok = await c.post(
+                LOGIN, json={"email": m.email, "password": PASSWORD, "tenant": tenant.slug}
+            )
             assert ok.status_code == 200, _round
 
 
@@ -90,12 +103,19 @@ async def test_one_address_is_limited_across_accounts(data_dir, database_url):
             victim = await tenant.member("viewer")
         async with client_from(app, attacker_ip) as attacker:
             for _ in range(4):  # spraying: a different account each time
-                r = await attacker.post(LOGIN, json={"email": unique_email(), "password": PASSWORD})
+                r = await attacker.post(
+                    LOGIN,
+                    json={"email": unique_email(), "password": PASSWORD},
+                )
                 assert r.status_code == 401
-            blocked = await attacker.post(LOGIN, json={"email": victim.email, "password": PASSWORD})
+            blocked = await attacker.post(
+                LOGIN, json={"email": victim.email, "password": PASSWORD, "tenant": tenant.slug}
+            )
             assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
         async with client_from(app, fresh_ip()) as elsewhere:
-            r = await elsewhere.post(LOGIN, json={"email": victim.email, "password": PASSWORD})
+            r = await elsewhere.post(
+                LOGIN, json={"email": victim.email, "password": PASSWORD, "tenant": tenant.slug}
+            )
             assert r.status_code == 200
 
 

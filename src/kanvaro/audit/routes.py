@@ -12,13 +12,14 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from kanvaro.audit import checkpoints
 from kanvaro.audit import service as audit
+from kanvaro.audit.keys import load_trusted
 from kanvaro.audit.models import INSTANCE_CHAIN, AuditCheckpoint
 from kanvaro.audit.verify import verify_chain
-from kanvaro.db import set_all_tenants, switch_tenant
+from kanvaro.db import switch_tenant, widen_to_all_tenants
 from kanvaro.deps import Ctx, public, require, services_of
 from kanvaro.errors import NotFound, ServiceUnavailable, Unprocessable
 from kanvaro.schemas import OutModel
@@ -37,9 +38,7 @@ async def scope_to(ctx: Ctx, tenant_id: uuid.UUID | None) -> None:
     if tenant_id is not None:
         await switch_tenant(ctx.db, tenant_id)
         return
-    set_all_tenants(ctx.db)
-    if ctx.db.bind.dialect.name == "postgresql":
-        await ctx.db.execute(text("SELECT set_config('app.all_tenants', 'on', true)"))
+    await widen_to_all_tenants(ctx.db)
 
 
 async def resolve_chain(ctx: Ctx, tenant: str | None) -> tuple[str, uuid.UUID | None]:
@@ -107,7 +106,9 @@ async def verify(
     ctx: Annotated[Ctx, require(P.AUDIT_READ)], tenant: TenantParam = None
 ) -> dict[str, Any]:
     chain_id, _ = await resolve_chain(ctx, tenant)
-    report = await verify_chain(ctx.db, chain_id)
+    report = await verify_chain(
+        ctx.db, chain_id, await load_trusted(ctx.db, ctx.services.master_key)
+    )
     return report.to_dict()
 
 
@@ -153,22 +154,13 @@ async def issue_checkpoint(
 ) -> dict[str, Any]:
     """Sign the chain's head now: settings:update for a tenant chain, system:admin for the
     instance chain."""
-    chain_id, tenant_id = await resolve_chain(ctx, tenant)
+    _, tenant_id = await resolve_chain(ctx, tenant)
     if tenant_id is None and not ctx.principal.has(P.SYSTEM_ADMIN.value):
         raise await ctx.deny(P.SYSTEM_ADMIN.value)
-    row = await checkpoints.issue(ctx.db, _signer(ctx.services), chain_id, tenant_id)
+    _signer(ctx.services)
+    row = await checkpoints.issue_checkpoint(ctx, tenant_id=tenant_id)
     if row is None:
         raise Unprocessable("The chain is empty; there is nothing to sign.")
-    await audit.record(
-        ctx.db,
-        action="api:audit_checkpoint:create",
-        category="system",
-        tenant_id=tenant_id,
-        context=ctx.audit,
-        resource_type="audit_checkpoint",
-        resource_id=row.tree_size,
-        changes={"chainId": chain_id, "treeSize": row.tree_size},
-    )
     return checkpoints.checkpoint_out(row)
 
 

@@ -2,34 +2,43 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kanvaro.audit import service as audit
-from kanvaro.db import utcnow
-from kanvaro.deps import Ctx, audit_context, own_account, public, public_db, services_of
-from kanvaro.errors import BadRequest, TooManyRequests, Unauthorized
-from kanvaro.identity import auth
-from kanvaro.identity.models import Invitation, User
+from kanvaro.deps import (
+    Ctx,
+    audit_context,
+    own_account,
+    public,
+    public_db,
+    request_ip,
+    services_of,
+)
+from kanvaro.errors import NotFound, Unprocessable
+from kanvaro.identity import account, auth
 from kanvaro.identity.schemas import (
     AcceptInvitationIn,
     LoginIn,
     LogoutIn,
+    LookupAcceptedOut,
     MeOut,
     PasswordChangeIn,
     RefreshIn,
+    TenantLookupIn,
+    TenantSignInOut,
     TokensOut,
 )
-from kanvaro.identity.users import check_password
+from kanvaro.identity.tenant_lookup import lookup_tenants
 from kanvaro.tenancy.models import Tenant
-from kanvaro.tenancy.service import password_policy
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+# Per-tenant sign-in addresses: /t/{slug}/auth/login (and SSO's callbacks later).
+tenant_router = APIRouter(prefix="/t/{slug}", tags=["auth"])
+TenantSlug = Annotated[str, Path(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9-]+$")]
 
 PublicDb = Annotated[AsyncSession, public_db()]
 Authenticated = Annotated[Ctx, own_account()]
@@ -42,17 +51,66 @@ def _device_info(request: Request, device_id: str | None) -> dict[str, str]:
     return info
 
 
-@router.post("/login", response_model=TokensOut, response_model_by_alias=True)
-async def login(body: LoginIn, request: Request, db: PublicDb) -> dict[str, object]:
+async def _login(body: LoginIn, tenant: str | None, request: Request, db: AsyncSession) -> dict:
     pair = await auth.login(
         services_of(request),
         db,
         email=body.email,
         password=body.password,
+        tenant=tenant,
         context=audit_context(request),
         device_info=_device_info(request, body.device_id),
     )
     return pair.to_json()
+
+
+@router.post("/login", response_model=TokensOut, response_model_by_alias=True)
+async def login(body: LoginIn, request: Request, db: PublicDb) -> dict[str, object]:
+    """Sign in to the tenant named by ``tenant`` (its slug). It may be left out on an instance
+    with a single tenant, and by the instance's super admin."""
+    return await _login(body, body.tenant, request, db)
+
+
+@tenant_router.post("/auth/login", response_model=TokensOut, response_model_by_alias=True)
+async def tenant_login(
+    slug: TenantSlug, body: LoginIn, request: Request, db: PublicDb
+) -> dict[str, object]:
+    """Sign in at the tenant's own address; a ``tenant`` in the body must name the same one."""
+    if body.tenant is not None and body.tenant.strip().lower() != slug.lower():
+        raise Unprocessable(
+            "The tenant in the body differs from the one in the address.",
+            errors=[{"field": "tenant", "in": "body", "message": "differs from the path"}],
+        )
+    return await _login(body, slug, request, db)
+
+
+@tenant_router.get("/auth", response_model=TenantSignInOut, response_model_by_alias=True)
+async def tenant_sign_in(slug: TenantSlug, request: Request, db: PublicDb) -> TenantSignInOut:
+    """How to sign in to this tenant (for the browser, and for SSO to come). A suspended or
+    unknown tenant is 404 alike."""
+    tenant = (
+        await db.execute(select(Tenant).where(Tenant.slug == slug.lower()))
+    ).scalar_one_or_none()
+    if tenant is None or tenant.status != "active":
+        raise NotFound("No such tenant.")
+    base = services_of(request).settings.public_url.rstrip("/")
+    return TenantSignInOut(
+        slug=tenant.slug,
+        name=tenant.name,
+        methods=["password"],
+        login_url=f"{base}/t/{tenant.slug}/auth/login",
+    )
+
+
+@router.post("/tenants", status_code=202, response_model=LookupAcceptedOut)
+async def which_tenants(body: TenantLookupIn, request: Request, db: PublicDb) -> LookupAcceptedOut:
+    """ "Which tenants am I in?": the answer goes to the address by email, and this response
+    is the same for every address, known or not."""
+    services = services_of(request)
+    await lookup_tenants(services, db, body.email, ip=request_ip(request))
+    return LookupAcceptedOut(
+        detail="If this address has accounts, a message listing their tenants is on its way."
+    )
 
 
 @router.post("/refresh", response_model=TokensOut, response_model_by_alias=True)
@@ -65,31 +123,13 @@ async def refresh(body: RefreshIn, request: Request, db: PublicDb) -> dict[str, 
 
 @router.post("/logout", status_code=204)
 async def logout(ctx: Authenticated, body: LogoutIn | None = None) -> Response:
-    if not await auth.revoke_session(ctx.db, ctx.principal.session_id, reason="logout"):
-        return Response(status_code=204)  # ended meanwhile by another request: nothing to log
-    await audit.record(
-        ctx.db,
-        action="auth:session:logout",
-        category="authentication",
-        tenant_id=ctx.principal.tenant_id,
-        context=ctx.audit,
-        resource_type="session",
-        resource_id=ctx.principal.session_id,
-    )
+    await account.logout(ctx)
     return Response(status_code=204)
-
-
-async def _own_row(ctx: Ctx) -> User:
-    """The caller's own user row (``own_account()`` keeps the super admin, who belongs to no
-    tenant, in an instance-wide session, so his row is visible)."""
-    user = await ctx.db.get(User, ctx.principal.user_id)
-    assert user is not None  # the dependency has just loaded it
-    return user
 
 
 @router.get("/me", response_model=MeOut, response_model_by_alias=True)
 async def me(ctx: Authenticated) -> MeOut:
-    user = await _own_row(ctx)
+    user = await account.own_row(ctx)
     return MeOut(
         id=user.id,
         tenant_id=ctx.principal.tenant_id,
@@ -102,123 +142,22 @@ async def me(ctx: Authenticated) -> MeOut:
     )
 
 
-async def _record_reauth_failure(ctx: Ctx) -> None:
-    tenant_id, context, user_id = ctx.principal.tenant_id, ctx.audit, ctx.principal.user_id
-
-    async def write(session: AsyncSession) -> None:
-        await audit.record(
-            session,
-            action="auth:password:reauth_failure",
-            category="authentication",
-            tenant_id=tenant_id,
-            context=context,
-            resource_type="user",
-            resource_id=user_id,
-        )
-
-    await ctx.services.db.after_transaction(write)
-
-
 @router.post("/password", status_code=204)
 async def change_password(body: PasswordChangeIn, ctx: Authenticated) -> Response:
-    services = ctx.services
-    user = await _own_row(ctx)
-    # Re-entering the current password is a guess like a sign-in: counted before the check,
-    # so a stolen access token cannot be used to find the password and take the account.
-    verdict = await services.throttle.attempt_reauth(str(user.id))
-    if not verdict.allowed:
-        raise TooManyRequests(
-            "Too many wrong passwords. Try again later.",
-            headers={"Retry-After": str(verdict.retry_after)},
-        )
-    valid, _ = await services.hasher.verify_async(body.current_password, user.password_hash)
-    if not valid:
-        await _record_reauth_failure(ctx)
-        raise BadRequest(
-            "The current password is wrong.",
-            errors=[{"field": "currentPassword", "in": "body", "message": "wrong password"}],
-        )
-    await services.throttle.reauth_succeeded(str(user.id))
-    tenant = await ctx.db.get(Tenant, user.tenant_id) if user.tenant_id else None
-    check_password(
-        password_policy(tenant),
-        body.new_password,
-        email=user.email,
-        names=(user.first_name, user.last_name),
-        field="newPassword",
-    )
-    user.password_hash = await services.hasher.hash_async(body.new_password)
-    user.password_changed_at = utcnow()
-    user.updated_by = user.id
-    # Every other session of this user ends; the current one stays signed in.
-    await auth.revoke_other_sessions(
-        ctx.db, user.id, keep=ctx.principal.session_id, reason="password_change"
-    )
-    await audit.record(
-        ctx.db,
-        action="auth:password:change",
-        category="authentication",
-        tenant_id=user.tenant_id,
-        context=ctx.audit,
-        resource_type="user",
-        resource_id=user.id,
+    await account.change_password(
+        ctx, current_password=body.current_password, new_password=body.new_password
     )
     return Response(status_code=204)
 
 
-INVITATION_INVALID = "The invitation is invalid or has expired."
-
-
-async def _open_invitation(
-    db: AsyncSession, digest: str, *, lock: bool = False
-) -> tuple[Invitation, User, Tenant]:
-    stmt = (
-        select(Invitation, User, Tenant)
-        .join(User, User.id == Invitation.user_id)
-        .join(Tenant, Tenant.id == Invitation.tenant_id)
-        .where(Invitation.token_hash == digest)
-    )
-    row = (await db.execute(stmt.with_for_update() if lock else stmt)).first()
-    if row is None:
-        raise Unauthorized(INVITATION_INVALID)
-    invitation, user, tenant = row
-    if (
-        invitation.accepted_at is not None
-        or invitation.expires_at <= utcnow()
-        or not user.is_active
-        or tenant.status != "active"
-    ):
-        raise Unauthorized(INVITATION_INVALID)
-    return invitation, user, tenant
-
-
 @router.post("/invitations/accept", status_code=204)
 async def accept_invitation(body: AcceptInvitationIn, request: Request, db: PublicDb) -> Response:
-    services = services_of(request)
-    digest = hashlib.sha256(body.token.encode()).hexdigest()
-    # Checked and hashed outside the request's transaction (no lock held while hashing),
-    # then re-checked under a row lock so that a token is accepted once only.
-    async with services.db.session(all_tenants=True) as lookup:
-        _, user, tenant = await _open_invitation(lookup, digest)
-    check_password(
-        password_policy(tenant),
-        body.password,
-        email=user.email,
-        names=(user.first_name, user.last_name),
-    )
-    password_hash = await services.hasher.hash_async(body.password)
-    invitation, user, _ = await _open_invitation(db, digest, lock=True)
-    user.password_hash = password_hash
-    user.password_changed_at = utcnow()
-    invitation.accepted_at = utcnow()
-    await audit.record(
+    await account.accept_invitation(
+        services_of(request),
         db,
-        action="auth:invitation:accept",
-        category="user_activity",
-        tenant_id=user.tenant_id,
-        context=audit_context(request, user.id),
-        resource_type="user",
-        resource_id=user.id,
+        token=body.token,
+        password=body.password,
+        context=audit_context(request),
     )
     return Response(status_code=204)
 

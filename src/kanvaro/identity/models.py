@@ -6,7 +6,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kanvaro.crypto.blind_index import normalize_phone
@@ -20,13 +30,24 @@ class User(TenantScoped, Versioned, Base):
     """
 
     __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "email", name="uq_users_tenant_email"),
+        Index(
+            "uq_users_instance_email",
+            "email",
+            unique=True,
+            sqlite_where=text("tenant_id IS NULL"),
+            postgresql_where=text("tenant_id IS NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     tenant_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, nullable=True
     )
-    # Stored lower-cased; unique across the instance so that login needs no tenant name.
-    email: Mapped[str] = mapped_column(String(254), unique=True)
+    # Stored lower-cased; unique per tenant (``uq_users_tenant_email``), and among the
+    # instance's super admins (``uq_users_instance_email``, partial on ``tenant_id IS NULL``).
+    email: Mapped[str] = mapped_column(String(254))
     first_name: Mapped[str] = mapped_column(String(50))
     last_name: Mapped[str] = mapped_column(String(50))
     # Personal data under the user's own data key (crypto-shredding), with a blind index for

@@ -5,14 +5,23 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import EmailStr, Field
+from pydantic import Field
 
+from kanvaro.identity.emails import EmailAddress
 from kanvaro.schemas import ApiModel, E164Phone, OutModel, PersonName
 
 
 class LoginIn(ApiModel):
-    email: EmailStr = Field(max_length=254)
+    # Not syntax-checked here: an address that cannot exist answers like a wrong password
+    # (never 422), so sign-in reveals nothing about what the product would accept.
+    email: str = Field(min_length=1, max_length=320)
     password: str = Field(min_length=1, max_length=1024)
+    tenant: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        description="The tenant's slug; may be left out on an instance with a single tenant.",
+    )
     device_id: str | None = Field(default=None, max_length=255)
 
     def __repr__(self) -> str:
@@ -59,8 +68,23 @@ class AcceptInvitationIn(ApiModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
+class TenantLookupIn(ApiModel):
+    email: str = Field(min_length=1, max_length=320)
+
+
+class LookupAcceptedOut(OutModel):
+    detail: str
+
+
+class TenantSignInOut(OutModel):
+    slug: str
+    name: str
+    methods: list[str]
+    login_url: str
+
+
 class UserCreate(ApiModel):
-    email: EmailStr = Field(max_length=254)
+    email: EmailAddress
     first_name: PersonName
     last_name: PersonName
     role: str = Field(min_length=1, max_length=50)

@@ -5,23 +5,23 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import func, or_, select
 
 from kanvaro.crypto.search import blind_index_for
 from kanvaro.deps import Ctx, require, require_any
 from kanvaro.errors import NotFound
+from kanvaro.http_helpers import IfMatch, set_etag
 from kanvaro.identity import user_service
 from kanvaro.identity.models import User
 from kanvaro.identity.schemas import UserCreate, UserOut, UserUpdate
+from kanvaro.resources import escape_like
 from kanvaro.schemas import Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
 from kanvaro.tenancy.models import Role
-from kanvaro.work.common import member_project_ids, set_etag
 from kanvaro.work.models import ProjectMember
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
-IfMatch = Annotated[str | None, Header(alias="If-Match")]
 # Writes check their permission in the service: it depends on the body (password or not,
 # deactivation only or not), and every refusal is audited like one from require().
 Inviter = Annotated[Ctx, require_any(P.USER_MANAGE, P.TEAM_INVITE)]
@@ -33,10 +33,24 @@ def _visible(ctx: Ctx, stmt: Any) -> Any:
     """Project-scoped roles see themselves and the people they share a project with."""
     if not ctx.principal.project_scoped:
         return stmt
-    shared = select(ProjectMember.user_id).where(
-        ProjectMember.project_id.in_(member_project_ids(ctx))
-    )
+    # Project membership is work's table; identity reads it (a model, below the services) but
+    # not work's helpers, so imports keep running one way.
+    mine = select(ProjectMember.project_id).where(ProjectMember.user_id == ctx.actor_id)
+    shared = select(ProjectMember.user_id).where(ProjectMember.project_id.in_(mine))
     return stmt.where(or_(User.id == ctx.actor_id, User.id.in_(shared)))
+
+
+def _sees_phones(ctx: Ctx) -> bool:
+    principal = ctx.principal
+    return principal is not None and (principal.has(P.USER_MANAGE) or principal.is_super_admin)
+
+
+def _phone_shown(ctx: Ctx, out: UserOut) -> UserOut:
+    """A phone number is shown to its owner and to holders of ``user:manage`` only: sharing a
+    tenant or a project is no reason to learn someone's private number."""
+    if out.phone is None or out.id == ctx.actor_id or _sees_phones(ctx):
+        return out
+    return out.model_copy(update={"phone": None})
 
 
 async def _user(ctx: Ctx, user_id: uuid.UUID) -> User:
@@ -45,10 +59,6 @@ async def _user(ctx: Ctx, user_id: uuid.UUID) -> User:
     if user is None:
         raise NotFound("No such user.")
     return user
-
-
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @router.get("", response_model=Page[UserOut], response_model_by_alias=True)
@@ -66,12 +76,15 @@ async def list_users(
         # Equality on the encrypted phone through its blind index (normalized to E.164).
         digest = blind_index_for(ctx.services.keyring, "users.phone", ctx.tenant_id, phone)
         stmt = stmt.where(User.phone_bidx == digest)
+        if not _sees_phones(ctx):
+            # Searching by a number would otherwise tell whose number it is.
+            stmt = stmt.where(User.id == ctx.actor_id)
     if role:
         stmt = stmt.where(User.role_id.in_(select(Role.id).where(Role.name == role)))
     if is_active is not None:
         stmt = stmt.where(User.is_active.is_(is_active))
     if q:
-        pattern = f"%{_escape_like(q.lower())}%"
+        pattern = f"%{escape_like(q.lower())}%"
         stmt = stmt.where(
             or_(
                 *(
@@ -89,7 +102,7 @@ async def list_users(
     return page_of(
         users,
         limit,
-        lambda u: user_service.user_out(u, names.get(u.role_id), u.id in pending),
+        lambda u: _phone_shown(ctx, user_service.user_out(u, names.get(u.role_id), u.id in pending)),
     )
 
 
@@ -98,14 +111,14 @@ async def post_user(body: UserCreate, response: Response, ctx: Inviter) -> UserO
     user, role, invited = await user_service.create_member(ctx, body)
     set_etag(response, user.version)
     response.headers["Location"] = f"/api/v1/users/{user.id}"
-    return user_service.user_out(user, role.name, invited)
+    return _phone_shown(ctx, user_service.user_out(user, role.name, invited))
 
 
 @router.get("/{user_id}", response_model=UserOut, response_model_by_alias=True)
 async def get_user(user_id: uuid.UUID, response: Response, ctx: Reader) -> UserOut:
     user = await _user(ctx, user_id)
     set_etag(response, user.version)
-    return await user_service.out_of(ctx, user)
+    return _phone_shown(ctx, await user_service.out_of(ctx, user))
 
 
 @router.patch("/{user_id}", response_model=UserOut, response_model_by_alias=True)
@@ -114,7 +127,7 @@ async def patch_user(
 ) -> UserOut:
     user = await user_service.update_member(ctx, await _user(ctx, user_id), body, if_match)
     set_etag(response, user.version)
-    return await user_service.out_of(ctx, user)
+    return _phone_shown(ctx, await user_service.out_of(ctx, user))
 
 
 @router.delete("/{user_id}", status_code=204)

@@ -27,6 +27,7 @@ from kanvaro.identity.auth import revoke_user_sessions
 from kanvaro.identity.models import Invitation, User
 from kanvaro.identity.schemas import UserCreate, UserOut, UserUpdate
 from kanvaro.identity.users import create_invitation, create_user
+from kanvaro.resources import check_version, stamp
 from kanvaro.security.permissions import Permission as P
 from kanvaro.tenancy.models import Role, Tenant
 from kanvaro.tenancy.role_service import (
@@ -38,7 +39,6 @@ from kanvaro.tenancy.role_service import (
     role_by_name,
 )
 from kanvaro.tenancy.service import password_policy
-from kanvaro.work.common import check_version, stamp
 
 log = structlog.get_logger("kanvaro.users")
 
@@ -115,6 +115,7 @@ async def create_member(ctx: Ctx, data: UserCreate) -> tuple[User, Role, bool]:
         policy=password_policy(tenant),
         phone=data.phone,
         context=ctx.audit,
+        deliverable_only=ctx.services.settings.email_deliverable_only,
     )
     if data.password is None:
         await _invite(ctx, user, tenant)

@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kanvaro.audit import service as audit
 from kanvaro.audit.service import SYSTEM, AuditContext
-from kanvaro.db import utcnow
+from kanvaro.db import end_read_only_prefix, utcnow
 from kanvaro.errors import Conflict, Unprocessable
+from kanvaro.identity.emails import InvalidEmail, normalize_email
 from kanvaro.identity.models import Invitation, User
 from kanvaro.security.passwords import PasswordHasher, PasswordPolicy
 from kanvaro.tenancy.models import Role
@@ -61,16 +62,32 @@ async def create_user(
     phone: str | None = None,
     is_super_admin: bool = False,
     context: AuditContext = SYSTEM,
+    password_hash: str | None = None,
+    deliverable_only: bool = False,
 ) -> User:
-    email = email.strip().lower()
-    # Emails are unique across the instance. The tenant's own rows are checked first; other
-    # tenants' rows are invisible here (scoping, RLS), so the unique index decides for them.
-    if (await session.execute(select(User.id).where(func.lower(User.email) == email))).first():
+    """Create an account in ``tenant_id`` (``None``: an instance super admin).
+
+    A plaintext ``password`` is checked against the policy and hashed with no transaction
+    open: the read-only prefix of the caller's transaction is committed first (refused if it
+    has written anything). A caller that has written already passes ``password_hash``.
+    """
+    try:
+        email = normalize_email(email, deliverable_only=deliverable_only)
+    except InvalidEmail as exc:
+        raise Unprocessable(
+            "The email address is not valid.",
+            errors=[{"field": "email", "in": "body", "message": str(exc)}],
+        ) from None
+    # Unique per tenant (and among super admins). Only this tenant's rows are visible here, so
+    # nothing is learnt about other tenants' addresses; the unique index has the last word.
+    if await _email_taken(session, tenant_id, email):
         raise EMAIL_TAKEN
-    password_hash = None
     if password is not None:
         check_password(policy, password, email=email, names=(first_name, last_name))
+        await end_read_only_prefix(session)
         password_hash = await hasher.hash_async(password)
+        if await _email_taken(session, tenant_id, email):  # created while we hashed
+            raise EMAIL_TAKEN
     user = User(
         id=uuid.uuid4(),
         tenant_id=tenant_id,
@@ -105,6 +122,12 @@ async def create_user(
         ),
     )
     return user
+
+
+async def _email_taken(session: AsyncSession, tenant_id: uuid.UUID | None, email: str) -> bool:
+    owner = User.tenant_id.is_(None) if tenant_id is None else User.tenant_id == tenant_id
+    stmt = select(User.id).where(owner, func.lower(User.email) == email)
+    return (await session.execute(stmt)).first() is not None
 
 
 def invitation_token() -> tuple[str, str]:

@@ -68,6 +68,14 @@ class LoginThrottle:
         """Count a re-entry of the current password by a signed-in user (password change)."""
         return await self._take(self._account, "reauth-user", user_id)
 
+    async def attempt_lookup(self, email: str, ip: str | None) -> ThrottleVerdict:
+        """Count a "which tenants am I in?" request: it sends mail, so each address and each
+        client is held to the per-account limit (a mail bomb needs many windows)."""
+        verdict = await self._take(self._account, "lookup-address", self._account_key(email))
+        if verdict.allowed and ip:
+            verdict = await self._take(self._account, "lookup-ip", ip)
+        return verdict
+
     async def succeeded(self, email: str) -> None:
         await self._limiter.clear(self._account, "login-account", self._account_key(email))
 
