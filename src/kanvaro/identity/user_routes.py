@@ -130,6 +130,14 @@ async def patch_user(
     return _phone_shown(ctx, await user_service.out_of(ctx, user))
 
 
+@router.post("/{user_id}/invitation", status_code=202)
+async def resend_invitation(user_id: uuid.UUID, ctx: Inviter) -> Response:
+    """A fresh invitation mail for a member who has not accepted yet (earlier links stop
+    working)."""
+    await user_service.resend_invitation(ctx, await _user(ctx, user_id))
+    return Response(status_code=202)
+
+
 @router.delete("/{user_id}", status_code=204)
 async def delete_user(user_id: uuid.UUID, ctx: Changer) -> Response:
     await user_service.delete_member(ctx, await _user(ctx, user_id))

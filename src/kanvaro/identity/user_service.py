@@ -17,16 +17,17 @@ import uuid
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from kanvaro.acting import Acting as Ctx
 from kanvaro.audit import service as audit
 from kanvaro.db import utcnow
-from kanvaro.errors import Conflict, ServiceUnavailable, Unprocessable
+from kanvaro.errors import Conflict, Unprocessable
 from kanvaro.identity.auth import revoke_user_sessions
 from kanvaro.identity.models import Invitation, User
 from kanvaro.identity.schemas import UserCreate, UserOut, UserUpdate
 from kanvaro.identity.users import create_invitation, create_user
+from kanvaro.notify.invitations import send_invitation_after_commit
 from kanvaro.resources import check_version, stamp
 from kanvaro.security.permissions import Permission as P
 from kanvaro.tenancy.models import Role, Tenant
@@ -123,26 +124,42 @@ async def create_member(ctx: Ctx, data: UserCreate) -> tuple[User, Role, bool]:
 
 
 async def _invite(ctx: Ctx, user: User, tenant: Tenant) -> None:
+    """A new one-time invitation (earlier open ones stop working); the mail goes out only once
+    this transaction has committed. A mail server that fails then is logged; the invitation
+    can be sent again (``resend_invitation``)."""
     settings = ctx.services.settings
+    await ctx.db.execute(
+        update(Invitation)
+        .where(Invitation.user_id == user.id, Invitation.accepted_at.is_(None))
+        .values(expires_at=utcnow())
+    )
     token = await create_invitation(
         ctx.db, user=user, ttl_hours=settings.invitation_ttl_hours, context=ctx.audit
     )
-    # The token travels in the fragment: browsers do not send it to servers or in Referer.
-    link = f"{settings.public_url.rstrip('/')}/accept-invitation#token={token}"
-    body = (
-        f"Hello {user.first_name},\n\n"
-        f"you have been invited to join {tenant.name} on Kanvaro.\n"
-        f"Choose your password here to activate your account:\n\n{link}\n\n"
-        f"The link works once and expires in {settings.invitation_ttl_hours} hours.\n"
-        "If you did not expect this invitation, you can ignore this message.\n"
+    send_invitation_after_commit(
+        ctx.db,
+        ctx.services.mailer,
+        settings,
+        to=user.email,
+        first_name=user.first_name,
+        tenant_name=tenant.name,
+        token=token,
     )
-    try:
-        await ctx.services.mailer.send(user.email, f"Invitation to {tenant.name} on Kanvaro", body)
-    except Exception as exc:  # the user is not created if the invitation cannot go out
-        log.error("invitation_not_sent", user_id=str(user.id), error_type=type(exc).__name__)
-        raise ServiceUnavailable(
-            "The invitation email could not be sent; nothing was created. Try again later."
-        ) from None
+
+
+async def resend_invitation(ctx: Ctx, user: User) -> None:
+    """Send a pending member a fresh invitation (the mail was lost, or the link expired)."""
+    principal = ctx.me()
+    if not (principal.has(P.TEAM_INVITE) or principal.has(P.USER_MANAGE)):
+        raise await deny(ctx, P.TEAM_INVITE, "Inviting a user needs team:invite.")
+    if user.password_hash is not None or not user.is_active:
+        raise Conflict(
+            "This person has already accepted the invitation or is deactivated.",
+            errors=[{"field": "userId", "in": "path", "message": "no pending invitation"}],
+        )
+    tenant = await ctx.db.get(Tenant, ctx.tenant_id)
+    assert tenant is not None
+    await _invite(ctx, user, tenant)
 
 
 # --- change ------------------------------------------------------------------------------------
