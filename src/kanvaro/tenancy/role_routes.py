@@ -5,19 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 
 from kanvaro.deps import Ctx, require
+from kanvaro.http_helpers import IfMatch, set_etag
+from kanvaro.resources import get_or_404
 from kanvaro.schemas import Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
 from kanvaro.tenancy import role_service
 from kanvaro.tenancy.models import Role
 from kanvaro.tenancy.schemas import RoleCreate, RoleOut, RoleUpdate
-from kanvaro.work.common import get_or_404, set_etag
 
 router = APIRouter(prefix="/api/v1/roles", tags=["roles"])
-IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 
 def role_out(role: Role) -> RoleOut:

@@ -23,10 +23,10 @@ from kanvaro.acting import Principal
 from kanvaro.audit import service as audit
 from kanvaro.errors import Conflict, Forbidden, Unprocessable
 from kanvaro.identity.models import User
+from kanvaro.resources import check_version, stamp
 from kanvaro.security.permissions import BuiltinRole, builtin_permissions
 from kanvaro.tenancy.models import Role
 from kanvaro.tenancy.schemas import RoleCreate, RoleUpdate
-from kanvaro.work.common import check_version, stamp
 
 ROLE_AUDIT_FIELDS = ("name", "description", "permissions", "project_scoped")
 ADMIN = BuiltinRole.ADMIN.value
