@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,4 +34,15 @@ def current_revisions(sync_connection: Any) -> frozenset[str]:
 
 
 def upgrade(database_url: str, revision: str = "heads") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+    # Alembic narrates every step at INFO ("Context impl SQLiteImpl.", "Running upgrade ..."),
+    # which the CLI's logging would print as log lines: keep its warnings and errors only.
+    alembic_log = logging.getLogger("alembic")
+    previous = alembic_log.level
+    alembic_log.setLevel(max(logging.WARNING, previous))
+    from kanvaro.db import create_private_sqlite_file
+
+    create_private_sqlite_file(database_url)  # Alembic's engine would create it 0644
+    try:
+        command.upgrade(alembic_config(database_url), revision)
+    finally:
+        alembic_log.setLevel(previous)

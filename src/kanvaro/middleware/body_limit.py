@@ -37,7 +37,9 @@ class BodyLimitMiddleware:
             try:
                 too_large = int(declared) > self.max_bytes
             except ValueError:
-                response = problem_response(400, detail="Invalid Content-Length header.")
+                response = problem_response(
+                    400, detail="Invalid Content-Length header.", instance=scope.get("path")
+                )
                 await response(scope, receive, send)
                 return
             if too_large:
@@ -74,6 +76,7 @@ class BodyLimitMiddleware:
             413,
             detail=f"The request body exceeds {self.max_bytes} bytes.",
             type_suffix="body-too-large",
+            instance=scope.get("path"),
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)

@@ -1,7 +1,8 @@
 """Turn any unhandled exception into a 500 problem+json that reveals nothing internal.
 
 It sits inside the other middleware, so the 500 still gets the security headers and the
-request id (Starlette's own error handler sits outside all middleware).
+request id (Starlette's own error handler sits outside all middleware). An unreachable
+database is no bug: it answers 503 with ``Retry-After`` and is logged once per outage.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import traceback
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kanvaro.errors import problem_response
+from kanvaro.db import Outage, is_unavailable
+from kanvaro.errors import problem_response, unavailable_response
 
 log = structlog.get_logger("kanvaro.errors")
 
@@ -36,6 +38,19 @@ class CatchAllMiddleware:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
             request_id = scope.get("state", {}).get("request_id")
+            if is_unavailable(exc):
+                # An outage, not a bug: logged once by the database's outage state, and the
+                # client is told to come back (503 + Retry-After) instead of "unexpected".
+                outage = _outage_of(scope)
+                if outage is not None:
+                    outage.down(exc)
+                else:
+                    log.error("database_unavailable", error_type=type(exc).__name__)
+                if started:
+                    raise
+                response = unavailable_response(scope.get("path"), requestId=request_id)
+                await response(scope, receive, send)
+                return
             # The exception's message can carry SQL parameters or user input, so only its
             # type and where it was raised are logged.
             frames = traceback.extract_tb(exc.__traceback__)
@@ -52,6 +67,12 @@ class CatchAllMiddleware:
                 500,
                 detail="An unexpected error occurred.",
                 type_suffix="internal",
+                instance=scope.get("path"),
                 requestId=request_id,
             )
             await response(scope, receive, send)
+
+
+def _outage_of(scope: Scope) -> Outage | None:
+    services = getattr(getattr(scope.get("app"), "state", None), "services", None)
+    return getattr(getattr(services, "db", None), "outage", None)

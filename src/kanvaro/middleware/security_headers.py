@@ -2,13 +2,17 @@
 
 The CSP allows scripts and styles from our own origin only (no ``unsafe-inline``), forbids
 framing, plugins and base-URI tricks. HSTS is sent only over TLS (a browser ignores it over
-plain HTTP, and sending it from a dev server on http://localhost pins nothing useful).
+plain HTTP, and sending it from a dev server on http://localhost pins nothing useful). Behind a
+TLS-terminating reverse proxy the connection is plain HTTP, so ``X-Forwarded-Proto: https``
+counts as TLS, but only from a peer in ``KANVARO_TRUSTED_PROXIES``.
 """
 
 from __future__ import annotations
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kanvaro.security.client_ip import Network, scope_is_https
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -33,15 +37,30 @@ STATIC_HEADERS = {
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, *, force_hsts: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        force_hsts: bool = False,
+        trusted_proxies: tuple[Network, ...] | None = None,
+    ) -> None:
         self.app = app
         self.force_hsts = force_hsts
+        self.trusted_proxies = trusted_proxies
+
+    def _trusted(self, scope: Scope) -> tuple[Network, ...]:
+        if self.trusted_proxies is not None:
+            return self.trusted_proxies
+        # Starlette puts the application in the scope before any middleware runs; its
+        # services hold the parsed KANVARO_TRUSTED_PROXIES.
+        services = getattr(getattr(scope.get("app"), "state", None), "services", None)
+        return getattr(services, "trusted_proxies", ())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        tls = scope.get("scheme") == "https" or self.force_hsts
+        tls = self.force_hsts or scope_is_https(scope, self._trusted(scope))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

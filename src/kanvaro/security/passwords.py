@@ -3,6 +3,12 @@
 Hashing costs ~25 ms of CPU, so the async helpers run it in a worker thread and the event loop
 keeps serving. ``verify_password`` always burns one hash, even for an unknown account, so that
 "no such user" and "wrong password" take the same time.
+
+Passwords are NFKC-normalised before hashing and before checking (NIST SP 800-63B
+§5.1.1.2), here and nowhere else, so every caller gets it: full-width letters typed on an
+East Asian keyboard, a precomposed "é" and "e" + combining accent are one password. Hashes made before
+normalisation still verify: the normalised form is tried first, then the raw one, and a match
+on the raw form returns a new hash of the normalised one, which sign-in stores.
 """
 
 from __future__ import annotations
@@ -43,24 +49,45 @@ class PasswordHasher:
         self._dummy = self._hash.hash("kanvaro-timing-equaliser-" + "x" * 16)
 
     def hash(self, password: str) -> str:
-        return self._hash.hash(password)
+        return self._hash.hash(normalise(password))
 
     def verify(self, password: str, stored: str | None) -> tuple[bool, str | None]:
         """Return (valid, new_hash); new_hash is set when the stored hash should be upgraded."""
+        normalised = normalise(password)
         if not stored:
-            self._hash.verify(password, self._dummy)
+            self._burn(normalised, password)
             return False, None
         try:
-            return self._hash.verify_and_update(password, stored)
-        except Exception:  # an unknown or corrupt hash format never authenticates
-            self._hash.verify(password, self._dummy)
+            valid, new_hash = self._hash.verify_and_update(normalised, stored)
+            if valid or normalised == password:
+                return valid, new_hash
+            # A hash stored before normalisation was made of the raw input. This second check
+            # costs a second hash only for passwords that NFKC changes and that failed.
+            if self._hash.verify(password, stored):
+                return True, self._hash.hash(normalised)
             return False, None
+        except Exception:  # an unknown or corrupt hash format never authenticates
+            self._burn(normalised, password)
+            return False, None
+
+    def _burn(self, normalised: str, raw: str) -> None:
+        # As many hashes as a failed check of a real account would cost (two when NFKC changed
+        # the input), so the time does not tell an unknown account from a wrong password.
+        self._hash.verify(normalised, self._dummy)
+        if normalised != raw:
+            self._hash.verify(raw, self._dummy)
 
     async def hash_async(self, password: str) -> str:
         return await anyio.to_thread.run_sync(self.hash, password)
 
     async def verify_async(self, password: str, stored: str | None) -> tuple[bool, str | None]:
         return await anyio.to_thread.run_sync(self.verify, password, stored)
+
+
+def normalise(password: str) -> str:
+    """The form a password is hashed and checked in (NFKC, nothing else: no case folding, no
+    trimming; spaces are kept, as SP 800-63B asks)."""
+    return unicodedata.normalize("NFKC", password)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,6 +145,7 @@ class PasswordPolicy:
     def problems(self, password: str, *, context: tuple[str, ...] = ()) -> list[str]:
         """Every way the password fails the policy (empty when it passes)."""
         errors: list[str] = []
+        password = normalise(password)  # judged in the form that is hashed
         length = len(password)
         if length < self.min_length:
             errors.append(f"must be at least {self.min_length} characters long")
