@@ -93,19 +93,34 @@ def test_migrate_on_a_fresh_data_dir_creates_the_schema_and_is_idempotent(tmp_pa
     assert _invoke(["migrate"], _env(data)).exit_code == 0
 
 
-def _can_log_in(data_dir: Path, email: str, password: str, database_url: str | None = None):
+def _can_log_in(
+    data_dir: Path,
+    email: str,
+    password: str,
+    database_url: str | None = None,
+    tenant: str | None = None,
+):
     """Sign in through the app on the data the CLI wrote; returns /auth/me or None."""
-    return asyncio.run(_log_in(data_dir, email, password, database_url))
+    return asyncio.run(_log_in(data_dir, email, password, database_url, tenant))
 
 
-async def _log_in(data_dir: Path, email: str, password: str, database_url: str | None):
+def _slug(output: str) -> str:
+    return output.split("created tenant ", 1)[1].split()[0]
+
+
+async def _log_in(
+    data_dir: Path, email: str, password: str, database_url: str | None, tenant: str | None
+):
     settings = Settings(data_dir=data_dir, database_url=database_url).prepare()
     services = Services.build(settings)
     await services.startup()
     try:
         transport = httpx.ASGITransport(app=create_app(settings, services=services))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            r = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+            body = {"email": email, "password": password}
+            if tenant:  # several tenants: sign-in names the tenant
+                body["tenant"] = tenant
+            r = await client.post("/api/v1/auth/login", json=body)
             if r.status_code != 200:
                 return None
             me = await client.get(
@@ -136,20 +151,21 @@ def test_bootstrap_creates_a_tenant_and_an_admin_who_can_log_in(target):
     assert result.exit_code == 0, result.output
     assert "created tenant" in result.output and first in result.output
     assert PASSWORD not in result.output
-    me = _can_log_in(data, first, PASSWORD, url)
+    me = _can_log_in(data, first, PASSWORD, url, _slug(result.output))
     assert me and me["role"] == "admin" and me["tenantId"]
 
     # Again with another tenant name: a second tenant, its own admin.
     result = _invoke(["bootstrap", "--tenant", globex, "--email", second], env)
     assert result.exit_code == 0, result.output
-    other = _can_log_in(data, second, PASSWORD, url)
+    other = _can_log_in(data, second, PASSWORD, url, _slug(result.output))
     assert other and other["role"] == "admin" and other["tenantId"] != me["tenantId"]
 
-    # The same email twice is refused, naming the field.
+    # Accounts belong to their tenant (issue 7 point 1): the same email may be the admin of
+    # a third tenant, as a separate account.
     result = _invoke(
         ["bootstrap", "--tenant", f"Third {uuid.uuid4().hex[:6]}", "--email", first], env
     )
-    assert result.exit_code != 0 and "email" in result.output
+    assert result.exit_code == 0, result.output
 
 
 def test_bootstrap_super_admin(target):
@@ -343,3 +359,55 @@ def test_serve_first_run_prints_credentials_once_and_they_work(tmp_path):
     assert (data / "secrets" / "master_key").read_text() == key
     with sqlite3.connect(data / "kanvaro.db") as conn:
         assert conn.execute("SELECT count(*) FROM tenants").fetchone()[0] == 1
+
+
+# --- ergonomics (issue 7 point 13) ----------------------------------------------------------
+
+
+def test_version_prints_the_package_version(tmp_path):
+    from kanvaro import __version__
+
+    result = _invoke(["--version"], _env(tmp_path))
+    assert result.exit_code == 0
+    assert result.output.strip() == f"kanvaro {__version__}"
+
+
+def test_help_shows_flags_as_flags_and_the_defaults(tmp_path):
+    shred = _invoke(["keys", "shred-user", "--help"], _env(tmp_path)).output
+    assert "--yes" in shred and "<bool>" not in shred
+    boot = _invoke(["bootstrap", "--help"], _env(tmp_path)).output
+    assert "[default: Admin]" in boot
+    assert "<bool>" not in boot
+
+
+@pytest.mark.parametrize("command", [["audit", "verify"], ["keys", "status"]])
+def test_a_read_only_command_outside_an_instance_says_where_it_looked_and_creates_nothing(
+    tmp_path, command
+):
+    nowhere = tmp_path / "not-an-instance"
+    result = runner.invoke(cli, command, env=_env(nowhere))
+    assert result.exit_code == 3, result.output
+    assert str(nowhere.resolve()) in result.output
+    assert "no Kanvaro instance found" in result.output
+    assert not nowhere.exists(), "a read-only command created an instance"
+
+
+def test_a_read_only_command_works_on_an_existing_instance(tmp_path):
+    data = tmp_path / "data"
+    assert _invoke(["migrate"], _env(data)).exit_code == 0
+    result = _invoke(["keys", "status"], _env(data))
+    assert result.exit_code == 0, result.output
+    assert '"provider"' in result.output
+
+
+def test_migrate_prints_no_alembic_chatter(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KANVARO_")}
+    env.update(KANVARO_DATA_DIR=str(tmp_path / "d"), KANVARO_LOG_JSON="false")
+    done = subprocess.run(
+        [str(KANVARO), "migrate"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    assert "database is at the newest schema" in output
+    assert "alembic" not in output.lower()
+    assert "Running upgrade" not in output

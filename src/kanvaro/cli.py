@@ -1,4 +1,4 @@
-"""The ``kanvaro`` command: serve, migrate, bootstrap."""
+"""The ``kanvaro`` command: serve, migrate, bootstrap; ``keys``, ``secrets``, ``audit``."""
 
 from __future__ import annotations
 
@@ -10,45 +10,34 @@ from typing import Annotated
 
 import typer
 
+from kanvaro import __version__, cli_support
 from kanvaro.audit.cli import app as audit_app
-from kanvaro.config import ConfigError, Settings, load_settings
+from kanvaro.cli_support import typer_app
+from kanvaro.config import Settings
 from kanvaro.crypto.cli import keys_app, secrets_app
 
-app = typer.Typer(
-    help="Kanvaro: self-hosted project management with enterprise security.",
-    no_args_is_help=True,
-    add_completion=False,
-)
+app = typer_app("Kanvaro: self-hosted project management with enterprise security.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(audit_app, name="audit")
 
 
-def _settings() -> Settings:
-    try:
-        settings = load_settings()
-        # Every command logs through the same redaction as the server.
-        from kanvaro.logging import configure_logging
-
-        configure_logging(
-            settings.log_level, json=settings.log_json, pii_fields=settings.pii_redaction
-        )
-        return settings
-    except ConfigError as exc:
-        typer.echo(f"configuration error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except Exception as exc:  # pydantic validation: name the variable, not the value
-        typer.echo(f"configuration error: {_describe(exc)}", err=True)
-        raise typer.Exit(2) from None
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kanvaro {__version__}")
+        raise typer.Exit()
 
 
-def _describe(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        return "; ".join(
-            f"KANVARO_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in errors()
-        )
-    return type(exc).__name__
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Kanvaro: self-hosted project management with enterprise security."""
 
 
 @app.command()
@@ -56,7 +45,7 @@ def migrate() -> None:
     """Apply the database migrations (safe to run again)."""
     from kanvaro.migrate import upgrade
 
-    settings = _settings()
+    settings = cli_support.settings()
     upgrade(settings.resolved_database_url)
     typer.echo("database is at the newest schema")
 
@@ -79,7 +68,7 @@ def bootstrap(
     if not super_admin and not tenant:
         typer.echo("--tenant is required (or --super-admin)", err=True)
         raise typer.Exit(2)
-    settings = _settings()
+    settings = cli_support.settings()
     password = os.environ.get("KANVARO_BOOTSTRAP_PASSWORD") or typer.prompt(
         "Password", hide_input=True, confirmation_prompt=True
     )
@@ -103,7 +92,7 @@ def bootstrap(
         typer.echo(f"created {'super admin' if super_admin else 'admin'} {result.email}")
 
     try:
-        _ensure_schema(settings)
+        cli_support.ensure_schema(settings)
         asyncio.run(run())
     except ProblemError as exc:
         detail = (
@@ -111,13 +100,6 @@ def bootstrap(
         )
         typer.echo(f"bootstrap failed: {detail}", err=True)
         raise typer.Exit(1) from None
-
-
-def _ensure_schema(settings: Settings) -> None:
-    from kanvaro.migrate import upgrade
-
-    if not settings.is_production:
-        upgrade(settings.resolved_database_url)
 
 
 @app.command()
@@ -140,8 +122,8 @@ def serve(
     if (tls_cert is None) != (tls_key is None):
         typer.echo("--tls-cert and --tls-key go together", err=True)
         raise typer.Exit(2)
-    settings = _settings()  # also configures logging (JSON, redaction)
-    _ensure_schema(settings)
+    settings = cli_support.settings()  # also configures logging (JSON, redaction)
+    cli_support.ensure_schema(settings)
     if not settings.is_production:
         asyncio.run(_first_run(settings))
     run_server(

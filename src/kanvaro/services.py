@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kanvaro.config import Settings
 from kanvaro.crypto.keyring import Keyring
 from kanvaro.crypto.providers import make_provider
 from kanvaro.db import Database
 from kanvaro.identity.keys import load_keys
+from kanvaro.jobs import Clock, JobRegistry, SystemClock
 from kanvaro.notify.email import Mailer, OutboxMailer, SmtpMailer
 from kanvaro.security.client_ip import Network, parse_networks
 from kanvaro.security.passwords import Argon2Params, PasswordHasher
 from kanvaro.security.throttle import LoginThrottle, make_storage
 from kanvaro.security.tokens import TokenError, TokenService
+
+if TYPE_CHECKING:
+    from kanvaro.audit.runtime import AuditRuntime
 
 
 @dataclass
@@ -28,16 +30,21 @@ class Services:
     hasher: PasswordHasher
     throttle: LoginThrottle
     mailer: Mailer
+    keyring: Keyring
     trusted_proxies: tuple[Network, ...] = field(default_factory=tuple)
-    keyring: Keyring | None = None
-    audit: Any = None  # kanvaro.audit.runtime.AuditRuntime once started
+    audit: AuditRuntime | None = None  # set by startup()
+    # Time as the periodic jobs see it: tests inject a kanvaro.jobs.ManualClock.
+    clock: Clock = field(default_factory=SystemClock)
+    jobs: JobRegistry = field(init=False)
     started: bool = False
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _last_key_reload: float = 0.0
     key_reload_min_interval: float = 5.0
 
+    def __post_init__(self) -> None:
+        self.jobs = JobRegistry(clock=self.clock, db=self.db)
+
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings, *, clock: Clock | None = None) -> Services:
         storage = make_storage(settings.redis_url)
         if settings.smtp_host:
             mailer: Mailer = SmtpMailer(
@@ -84,6 +91,7 @@ class Services:
             ),
             mailer=mailer,
             trusted_proxies=parse_networks(settings.trusted_proxies),
+            clock=clock or SystemClock(),
         )
 
     @property
@@ -113,22 +121,22 @@ class Services:
     async def startup(self) -> None:
         if self.started:
             return
-        from kanvaro.crypto.maintenance import check_encrypted_fields, maintenance_tasks
+        from kanvaro.crypto.maintenance import check_encrypted_fields, register_jobs
+        from kanvaro.notify.invitations import warn_about_default_public_url
 
         check_encrypted_fields(self.settings.encrypted_fields)
+        warn_about_default_public_url(self.settings)
         await self.reload_keys()
-        self._tasks = maintenance_tasks(self)
+        self.jobs = JobRegistry(clock=self.clock, db=self.db)  # a restart registers afresh
+        register_jobs(self)
         from kanvaro.audit import runtime as audit_runtime
 
         self.audit = await audit_runtime.start(self)
+        self.jobs.start()
         self.started = True
 
     async def shutdown(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
+        await self.jobs.stop()
         from kanvaro.audit import runtime as audit_runtime
 
         await audit_runtime.stop(self.audit)

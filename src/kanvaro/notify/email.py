@@ -24,13 +24,32 @@ class Mailer(Protocol):
     async def send(self, to: str, subject: str, body: str) -> None: ...
 
 
+class NullMailer:
+    """Keeps sent messages in memory instead of delivering them: the test twin of a Mailer,
+    and what a process that must never send mail (a one-off CLI job) can carry."""
+
+    def __init__(self) -> None:
+        self.sent: list[EmailMessage] = []
+
+    def __repr__(self) -> str:
+        return f"NullMailer(sent={len(self.sent)})"
+
+    async def send(self, to: str, subject: str, body: str) -> None:
+        self.sent.append(_message("kanvaro@localhost", to, subject, body))
+
+
 def _message(sender: str, to: str, subject: str, body: str) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = subject
     msg["Message-ID"] = f"<{uuid.uuid4()}@kanvaro>"
-    msg.set_content(body)
+    # Never quoted-printable: its soft line breaks ("=\n") cut long links (an invitation URL
+    # with its token) in the raw message and in clients that do not decode them. ASCII text
+    # goes as 7bit, lines unwrapped (RFC 5322 allows 998 characters); anything else as base64,
+    # which every client decodes before showing or linking.
+    cte = "7bit" if body.isascii() and max(map(len, body.splitlines() or [""])) <= 998 else "base64"
+    msg.set_content(body, cte=cte)
     return msg
 
 
