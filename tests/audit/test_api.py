@@ -242,3 +242,47 @@ async def test_json_export(tenant):
 async def test_the_public_key_needs_no_login(client):
     verifier = await _verifier(client)
     assert verifier.name.endswith("/kanvaro-audit")
+
+
+async def _last_action(services, tenant_id: str) -> str:
+    from sqlalchemy import select
+
+    from kanvaro.audit.models import AuditLog
+
+    async with services.db.session(tenant_id=uuid.UUID(tenant_id)) as session:
+        return (
+            await session.execute(
+                select(AuditLog.action)
+                .where(AuditLog.chain_id == tenant_id)
+                .order_by(AuditLog.sequence_number.desc())
+                .limit(1)
+            )
+        ).scalar_one()
+
+
+async def test_a_checkpoint_is_audited_the_same_from_the_api_and_the_cli(
+    tenant, services, database_url
+):
+    """One action (``checkpoints.issue_checkpoint``) behind every entry point; the periodic
+    job's ``job:`` entry is checked in test_runtime."""
+    from tests.audit.conftest import run_cli
+
+    r = await tenant.client.post("/api/v1/audit/checkpoints", headers=tenant.admin.headers)
+    assert r.status_code == 201, r.text
+    assert await _last_action(services, tenant.id) == "api:audit_checkpoint:create"
+    async with services.db.session(tenant_id=uuid.UUID(tenant.id)) as session:
+        from kanvaro.audit import service as audit
+
+        await audit.record(
+            session, action="test:entry:create", category="system", tenant_id=uuid.UUID(tenant.id)
+        )
+    code, _, err = await run_cli(
+        "audit",
+        "checkpoint",
+        "--tenant",
+        tenant.id,
+        data_dir=services.settings.data_dir,
+        database_url=database_url,
+    )
+    assert code == 0, err
+    assert await _last_action(services, tenant.id) == "cli:audit_checkpoint:create"

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from kanvaro.audit import service as audit
+from kanvaro.audit.keys import TrustedKeys
 from kanvaro.audit.verify import verify_chain
 from kanvaro.db import Database
 from tests.conftest import PG_ADMIN_URL
@@ -46,7 +47,7 @@ async def test_update_and_delete_raise(throwaway, statement):
                 )
             await session.execute(text(statement), {"chain": str(tenant_id)})
     async with throwaway.db.session(tenant_id=tenant_id) as session:
-        assert (await verify_chain(session, str(tenant_id))).entries == 2
+        assert (await verify_chain(session, str(tenant_id), TrustedKeys([]))).entries == 2
 
 
 def _uuid(throwaway, value=None):
@@ -94,7 +95,7 @@ async def test_an_application_role_without_update_or_delete_grants(throwaway):
                     session, action="test:role:check", category="system", tenant_id=tenant_id
                 )
         async with app_db.session(tenant_id=tenant_id) as session:
-            report = await verify_chain(session, str(tenant_id))
+            report = await verify_chain(session, str(tenant_id), TrustedKeys([]))
         assert report.ok and report.entries == 2
         for statement in (
             "UPDATE audit_logs SET action = 'x:y:z' WHERE chain_id = :chain",

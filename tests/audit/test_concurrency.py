@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from kanvaro.audit.keys import TrustedKeys
 from kanvaro.audit.models import AuditChainHead, AuditLog
 from kanvaro.audit.verify import verify_chain
 from tests.audit.conftest import REPO
@@ -142,7 +143,7 @@ async def test_three_servers_with_twenty_writers_each_never_fork(
             .scalars()
             .all()
         )
-        report = await verify_chain(session, tenant.id)
+        report = await verify_chain(session, tenant.id, TrustedKeys([]))
     # every sequence number 1..N exactly once, and the head agrees
     assert sequences == list(range(1, len(sequences) + 1))
     assert head.sequence_number == len(sequences)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
 from sqlalchemy import select
 
 from kanvaro.audit import checkpoints
-from kanvaro.audit.keys import WRAP_PURPOSE, load_signer
-from kanvaro.audit.models import AuditCheckpoint, AuditSigningKey
+from kanvaro.audit.keys import WRAP_PURPOSE, load_signer, load_trusted
+from kanvaro.audit.models import AuditCheckpoint, AuditLog, AuditSigningKey
 from kanvaro.audit.note import open_checkpoint
+from kanvaro.jobs import ManualClock
 from kanvaro.security.aead import DecryptionError, derive_key, open_sealed
 from kanvaro.services import Services
 from tests.conftest import make_settings
@@ -37,25 +37,38 @@ async def test_the_checkpoint_key_needs_the_master_key(throwaway, wrong):
 
 
 async def test_checkpoints_are_issued_periodically(data_dir, database_url, tenant):
-    settings = make_settings(data_dir, database_url, audit_checkpoint_interval_seconds=1)
-    services = Services.build(settings)
+    """The periodic job signs a moved chain through the audited action (``job:`` entry), and
+    does not sign again for its own entry alone."""
+    clock = ManualClock()
+    settings = make_settings(data_dir, database_url, audit_checkpoint_interval_seconds=60)
+    services = Services.build(settings, clock=clock)
     await services.startup()
     tenant_id = uuid.UUID(tenant.id)
     try:
-        assert [t.get_name() for t in services.audit.tasks] == ["audit-checkpoints"]
         async with services.db.session(tenant_id=tenant_id) as session:
             size = await checkpoints.head_size(session, tenant.id)
         assert size > 0
-        found = None
-        for _ in range(300):  # bounded: the job runs every second
-            async with services.db.session(tenant_id=tenant_id) as session:
-                found = await checkpoints.latest(session, tenant.id)
-            if found is not None and found.tree_size >= size:
-                break
-            await asyncio.sleep(0.05)
-        assert found is not None and found.tree_size >= size
+        clock.advance(60)
+        assert "audit.checkpoints" in await services.jobs.run_due()
+        async with services.db.session(tenant_id=tenant_id) as session:
+            found = await checkpoints.latest(session, tenant.id)
+            entry = (
+                await session.execute(
+                    select(AuditLog).where(
+                        AuditLog.chain_id == tenant.id,
+                        AuditLog.sequence_number == found.tree_size + 1,
+                    )
+                )
+            ).scalar_one()
+        assert found.tree_size >= size
+        assert entry.action == "job:audit_checkpoint:create"
+        assert entry.changes == {"chainId": tenant.id, "treeSize": found.tree_size}
         checkpoint = open_checkpoint(found.signed_note, services.audit.signer.verifier)
         assert checkpoint.origin == services.audit.signer.origin(tenant.id)
+        clock.advance(60)
+        await services.jobs.run_due()
+        async with services.db.session(tenant_id=tenant_id) as session:
+            assert (await checkpoints.latest(session, tenant.id)).id == found.id
     finally:
         await services.shutdown()
     assert services.audit is None
@@ -75,8 +88,10 @@ async def test_a_checkpoint_is_idempotent_per_tree_size(tenant, services):
     tenant_id = uuid.UUID(tenant.id)
     signer = services.audit.signer
     async with services.db.session(tenant_id=tenant_id) as session:
-        one = await checkpoints.issue(session, signer, tenant.id, tenant_id)
-        two = await checkpoints.issue(session, signer, tenant.id, tenant_id)
+        trusted = await load_trusted(session, services.master_key)
+        one, created = await checkpoints.issue(session, signer, trusted, tenant.id, tenant_id)
+        two, again = await checkpoints.issue(session, signer, trusted, tenant.id, tenant_id)
+        assert created and not again
         rows = (
             (
                 await session.execute(

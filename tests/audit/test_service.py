@@ -11,6 +11,7 @@ from sqlalchemy import Text, cast, func, select
 from kanvaro.audit import service as audit
 from kanvaro.audit.chain import content_state, expected_record_hash, to_document
 from kanvaro.audit.hashing import GENESIS_HASH
+from kanvaro.audit.keys import TrustedKeys
 from kanvaro.audit.models import INSTANCE_CHAIN, AuditLog
 from kanvaro.audit.service import AuditContext
 from kanvaro.audit.verify import verify_chain
@@ -75,7 +76,7 @@ async def test_tenant_chains_are_separate_and_the_instance_chain_exists(throwawa
         )
     assert entry.chain_id == INSTANCE_CHAIN
     async with throwaway.db.session(all_tenants=True) as session:
-        assert (await verify_chain(session, INSTANCE_CHAIN)).ok
+        assert (await verify_chain(session, INSTANCE_CHAIN, TrustedKeys([]))).ok
 
 
 async def test_categories_and_tags_are_checked(throwaway):
@@ -141,3 +142,24 @@ async def test_project_changes_are_audited_in_the_request(tenant, services):
             .all()
         )
     assert actions == ["api:project:create"]
+
+
+async def test_the_security_event_of_an_entry_is_emitted_only_after_commit(services):
+    """SIEM forwarding copies ``data_access`` events: none for a rolled-back entry."""
+    from structlog.testing import capture_logs
+
+    tenant_id = uuid.uuid4()
+    with capture_logs() as logs:
+        with pytest.raises(RuntimeError):
+            async with services.db.session(tenant_id=tenant_id) as session:
+                await audit.record(
+                    session, action="test:rollback:create", category="system", tenant_id=tenant_id
+                )
+                raise RuntimeError("the change fails after its audit entry was written")
+        assert not [e for e in logs if e.get("action") == "test:rollback:create"]
+        async with services.db.session(tenant_id=tenant_id) as session:
+            await audit.record(
+                session, action="test:commit:create", category="system", tenant_id=tenant_id
+            )
+            assert not [e for e in logs if e.get("action") == "test:commit:create"]
+    assert [e["event"] for e in logs if e.get("action") == "test:commit:create"] == ["data_access"]

@@ -10,17 +10,20 @@ from sqlalchemy import select
 
 from kanvaro.audit import checkpoints
 from kanvaro.audit.chain import expected_record_hash, to_document
-from kanvaro.audit.keys import load_signer
+from kanvaro.audit.keys import load_signer, load_trusted
 from kanvaro.audit.models import AuditChainHead, AuditLog
 from kanvaro.audit.verify import ChainWalker, NeedsLocate, verify_chain
 from tests.audit.conftest import run_cli
 
 WHERE = "chain_id = :chain AND sequence_number"
+MASTER = b"m" * 43
 
 
 async def _verify(throwaway, tenant_id):
+    async with throwaway.db.session(all_tenants=True) as session:
+        trusted = await load_trusted(session, MASTER)
     async with throwaway.db.session(tenant_id=tenant_id) as session:
-        return await verify_chain(session, str(tenant_id))
+        return await verify_chain(session, str(tenant_id), trusted)
 
 
 async def test_an_intact_chain_verifies(throwaway):
@@ -122,9 +125,10 @@ async def test_a_consistently_rewritten_chain_is_caught_by_its_checkpoint(throwa
     """Recomputing every hash after an edit fools the chain, not the signed Merkle root."""
     tenant_id = await throwaway.chain(4)
     async with throwaway.db.session(all_tenants=True) as session:
-        signer = await load_signer(session, b"m" * 43, name="test/kanvaro-audit")
+        signer = await load_signer(session, MASTER, name="test/kanvaro-audit")
+        trusted = await load_trusted(session, MASTER)
     async with throwaway.db.session(tenant_id=tenant_id) as session:
-        assert await checkpoints.issue(session, signer, str(tenant_id), tenant_id)
+        assert (await checkpoints.issue(session, signer, trusted, str(tenant_id), tenant_id))[1]
     async with throwaway.db.session(tenant_id=tenant_id) as session:
         rows = (
             (
@@ -161,7 +165,7 @@ async def test_a_consistently_rewritten_chain_is_caught_by_its_checkpoint(throwa
         await _append(session, tenant_id)
     with pytest.raises(checkpoints.ChainBroken):
         async with throwaway.db.session(tenant_id=tenant_id) as session:
-            await checkpoints.issue(session, signer, str(tenant_id), tenant_id)
+            await checkpoints.issue(session, signer, trusted, str(tenant_id), tenant_id)
 
 
 async def _append(session, tenant_id):
@@ -182,7 +186,7 @@ def test_duplicate_sequence_numbers_are_a_fork():
         ChainWalker("c").step({**doc, "previousHash": "1" * 64})
 
 
-async def test_the_cli_reports_the_break(throwaway, data_dir):
+async def test_the_cli_reports_the_break(throwaway, services):
     tenant_id = await throwaway.chain(3)
     await throwaway.tamper(
         f"UPDATE audit_logs SET action = 'x:y:z' WHERE {WHERE} = 2", chain=str(tenant_id)
@@ -192,8 +196,8 @@ async def test_the_cli_reports_the_break(throwaway, data_dir):
         "verify",
         "--tenant",
         str(tenant_id),
-        data_dir=data_dir,
+        data_dir=services.settings.data_dir,
         database_url=throwaway.url,
     )
     assert code == 1, err
-    assert f"chain {tenant_id}: BROKEN at entry 2 (altered)" in out
+    assert f"chain {tenant_id}: BROKEN at entry 2 (altered)" in out, err

@@ -64,10 +64,9 @@ async def test_shredded_phone_is_gone_from_live_db_and_backup(
             live.backup(copy)
         live.close()
 
-    async with services.db.session(tenant_id=uuid.UUID(tenant.id)) as session:
-        destroyed = await shred_user(
-            session, services.keyring, user_id=victim, tenant_id=uuid.UUID(tenant.id)
-        )
+    destroyed = await shred_user(
+        services.db, services.keyring, user_id=victim, tenant_id=uuid.UUID(tenant.id)
+    )
     assert destroyed == 1
 
     # Live database: the ciphertext is cleared, the key row keeps no material.
@@ -106,3 +105,61 @@ async def test_shredded_phone_is_gone_from_live_db_and_backup(
                 assert raw  # the backup does contain the wrapped key
         finally:
             await restored.db.dispose()
+
+
+class Crash(Exception):
+    """The process dies between the committed intent and the destruction of the KEK."""
+
+
+async def test_an_interrupted_shredding_is_recorded_and_resumed(
+    services: Services, tenant, monkeypatch
+) -> None:
+    from kanvaro.audit.models import AuditLog
+    from kanvaro.crypto import shredding
+    from kanvaro.crypto.models import KeyShredding
+    from kanvaro.crypto.shredding import resume_shreds
+
+    settings = services.settings
+    tid = uuid.UUID(tenant.id)
+    victim = await add_user(services, tenant.id, "+33612340001")
+    backup = await _snapshot(services, victim)
+
+    async def crash(db, keyring):  # type: ignore[no-untyped-def]
+        raise Crash
+
+    monkeypatch.setattr(shredding, "resume_shreds", crash)
+    with pytest.raises(Crash):
+        await shred_user(services.db, services.keyring, user_id=victim, tenant_id=tid)
+    monkeypatch.undo()
+
+    async def state() -> tuple[list[str], list[str]]:
+        async with services.db.session(all_tenants=True) as session:
+            records = (
+                await session.execute(
+                    select(KeyShredding.state).where(KeyShredding.owner_id == str(victim))
+                )
+            ).scalars()
+            actions = (
+                await session.execute(
+                    select(AuditLog.action)
+                    .where(
+                        AuditLog.chain_id == tenant.id,
+                        AuditLog.resource_id == str(victim),
+                        AuditLog.action.like("system:key:%"),
+                    )
+                    .order_by(AuditLog.sequence_number)
+                )
+            ).scalars()
+            return list(records), list(actions)
+
+    # The intent committed with its audit entry; the KEK still exists (a backup still opens).
+    assert await state() == (["intent"], ["system:key:shred"])
+    assert await stored_phone(services, victim) == (None, None)
+    assert _read_from_backup(settings, backup, tenant.id, victim) == "+33612340001"
+
+    # Key maintenance (or re-running the command) completes it: KEK gone, recorded, audited.
+    assert await resume_shreds(services.db, services.keyring) >= 1
+    assert await state() == (["done"], ["system:key:shred", "system:key:destroyed"])
+    with pytest.raises(KeyDestroyed):
+        _read_from_backup(settings, backup, tenant.id, victim)
+    assert await resume_shreds(services.db, services.keyring) == 0

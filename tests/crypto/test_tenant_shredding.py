@@ -68,8 +68,7 @@ async def test_shredding_a_tenant_reaches_its_backups_and_spares_others(
         "tenant confidential"
     )
 
-    async with services.db.session(all_tenants=True) as session:
-        destroyed = await shred_tenant(session, services.keyring, tenant_id=tid)
+    destroyed = await shred_tenant(services.db, services.keyring, tenant_id=tid, user_ids=[member])
     assert destroyed >= 2  # the tenant's key and the member's key
 
     # The backup still holds the wrapped keys, and nothing can unwrap them any more.

@@ -183,9 +183,9 @@ async def test_application_on_vault(bao, fresh_db: str, tmp_path: Path) -> None:
             user = await session.get(User, user_id)
             assert user.phone == "+4915112345678"
             wrapped_before_shred = key.wrapped_key
-            await shred_user(
-                session, services.keyring, user_id=user_id, tenant_id=uuid.UUID(result.tenant_id)
-            )
+        await shred_user(
+            services.db, services.keyring, user_id=user_id, tenant_id=uuid.UUID(result.tenant_id)
+        )
         # A backup's copy of the wrapped key names a transit key Vault no longer has.
         with pytest.raises(KeyDestroyed):
             services.keyring.provider.unwrap(user_kek(user_id), wrapped_before_shred, b"")

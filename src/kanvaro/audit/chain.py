@@ -8,7 +8,11 @@ covers", used on both sides.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from kanvaro.audit.hashing import canonical_json, content_digest, record_hash, timestamp
 from kanvaro.audit.models import AuditLog
@@ -49,6 +53,35 @@ def to_document(entry: AuditLog) -> dict[str, Any]:
         "previousHash": entry.previous_hash,
         "recordHash": entry.record_hash,
     }
+
+
+async def iter_chain(
+    session: AsyncSession,
+    chain_id: str,
+    *,
+    after: int = 0,
+    upto: int | None = None,
+    batch: int = 1000,
+) -> AsyncIterator[AuditLog]:
+    """The chain's entries in sequence order (ties by id), read in batches of ``batch``: the
+    one reader of a chain for export, verification and listings (memory stays bounded)."""
+    last = after
+    while upto is None or last < upto:
+        stmt = select(AuditLog).where(
+            AuditLog.chain_id == chain_id, AuditLog.sequence_number > last
+        )
+        if upto is not None:
+            stmt = stmt.where(AuditLog.sequence_number <= upto)
+        rows = (
+            (await session.execute(stmt.order_by(AuditLog.sequence_number, AuditLog.id).limit(batch)))
+            .scalars()
+            .all()
+        )
+        if not rows:
+            return
+        for row in rows:
+            yield row
+        last = rows[-1].sequence_number
 
 
 def hashed_document(doc: dict[str, Any]) -> dict[str, Any]:

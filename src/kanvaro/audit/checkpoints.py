@@ -1,8 +1,10 @@
 """Signed checkpoints and Merkle proofs built from the stored chains.
 
 A checkpoint is issued for a chain's current head: the record hashes 1..N are read in order
-(their links checked on the way), the RFC 9162 root computed, the previous checkpoint checked
-to still be a prefix of the tree (so a rewritten past is refused, not signed), and the note
+(their links checked on the way), the RFC 9162 root computed, the last signed checkpoint (size
+and root read from its note, its signature checked with the instance's keys; the unsigned
+columns are never trusted) checked to still be a prefix of the tree (so a rewritten past is
+refused, not signed), and the note
 signed with the instance's checkpoint key. Issuing is idempotent per (chain, tree size), so
 several processes issuing at once write one row.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import select
@@ -19,13 +21,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kanvaro.audit import merkle
+from kanvaro.audit import service as audit
 from kanvaro.audit.chain import to_document
 from kanvaro.audit.hashing import GENESIS_HASH
-from kanvaro.audit.keys import CheckpointSigner
+from kanvaro.audit.keys import CheckpointSigner, TrustedKeys, key_name, load_signer, load_trusted
 from kanvaro.audit.models import AuditChainHead, AuditCheckpoint, AuditLog
-from kanvaro.audit.note import Checkpoint, sign_checkpoint
+from kanvaro.audit.note import Checkpoint, NoteError, sign_checkpoint
 from kanvaro.db import utcnow
 from kanvaro.errors import Conflict, Unprocessable
+
+if TYPE_CHECKING:
+    from kanvaro.acting import Acting
 
 security_log = structlog.get_logger("kanvaro.security")
 
@@ -85,34 +91,69 @@ async def latest(session: AsyncSession, chain_id: str) -> AuditCheckpoint | None
     ).scalar_one_or_none()
 
 
+async def last_signed(
+    session: AsyncSession, trusted: TrustedKeys, chain_id: str
+) -> tuple[AuditCheckpoint, Checkpoint] | None:
+    """The newest checkpoint row and what its signed note says (never the unsigned columns).
+
+    Fails closed: a newest row that no trusted key signed, or whose columns disagree with its
+    note, is tampering, and nothing is signed on top of it.
+    """
+    row = await latest(session, chain_id)
+    if row is None:
+        return None
+    try:
+        signed = trusted.open(row.signed_note, chain_id)
+    except NoteError as exc:
+        security_log.error("audit_checkpoint_forged", chain_id=chain_id, size=row.tree_size)
+        raise ChainBroken(
+            f"The checkpoint of size {row.tree_size} is not signed by this instance ({exc}); "
+            "run a verification."
+        ) from None
+    if signed.tree_size != row.tree_size or signed.root_hash.hex() != row.root_hash:
+        security_log.error("audit_checkpoint_forged", chain_id=chain_id, size=row.tree_size)
+        raise ChainBroken(
+            f"The stored checkpoint of size {row.tree_size} differs from its signed note; "
+            "run a verification."
+        )
+    return row, signed
+
+
 async def issue(
-    session: AsyncSession, signer: CheckpointSigner, chain_id: str, tenant_id: uuid.UUID | None
-) -> AuditCheckpoint | None:
-    """Sign the chain's current head (or return the checkpoint that already signs it)."""
+    session: AsyncSession,
+    signer: CheckpointSigner,
+    trusted: TrustedKeys,
+    chain_id: str,
+    tenant_id: uuid.UUID | None,
+) -> tuple[AuditCheckpoint | None, bool]:
+    """Sign the chain's current head; returns (checkpoint, newly signed).
+
+    The history is compared with the last *signed* checkpoint (size and root from its note,
+    checked with the instance's keys), so a rewritten past is refused, not signed.
+    """
     size = await head_size(session, chain_id)
     if size == 0:
-        return None
-    existing = await _at_size(session, chain_id, size)
-    if existing is not None:
-        return existing
+        return None, False
     leaves = await load_leaves(session, chain_id, size)
     root = merkle.root(leaves)
-    previous = await latest(session, chain_id)
-    if previous is not None and previous.tree_size < size:
-        old_root = merkle.root(leaves[: previous.tree_size])
-        if old_root != bytes.fromhex(previous.root_hash):
+    previous = await last_signed(session, trusted, chain_id)
+    if previous is not None:
+        row, signed = previous
+        if signed.tree_size > size or merkle.root(leaves[: signed.tree_size]) != signed.root_hash:
             security_log.error(
-                "audit_chain_rewritten", chain_id=chain_id, checkpoint=previous.tree_size
+                "audit_chain_rewritten", chain_id=chain_id, checkpoint=signed.tree_size
             )
             raise ChainBroken(
-                f"The first {previous.tree_size} entries no longer match their signed "
+                f"The first {signed.tree_size} entries no longer match their signed "
                 "checkpoint; the chain was rewritten. Run a verification."
             )
+        if signed.tree_size == size:
+            return row, False
     note = sign_checkpoint(
         Checkpoint(signer.origin(chain_id), size, root), signer.name, signer.private_key
     )
     insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    await session.execute(
+    result = await session.execute(
         insert(AuditCheckpoint)
         .values(
             id=uuid.uuid4(),
@@ -126,7 +167,62 @@ async def issue(
         )
         .on_conflict_do_nothing(index_elements=["chain_id", "tree_size"])
     )
-    return await _at_size(session, chain_id, size)
+    # Several processes may sign the same head at once: one row, one audit entry.
+    return await _at_size(session, chain_id, size), bool(result.rowcount)
+
+
+async def checkpoint_keys(acting: Acting) -> tuple[CheckpointSigner, TrustedKeys]:
+    """The active signing key (read afresh: another process may have rotated it) and the
+    trusted keys."""
+    services = acting.services
+    name = services.audit.signer.name if services.audit else key_name(services.settings.public_url)
+    signer = await load_signer(acting.db, services.master_key, name=name)
+    return signer, await load_trusted(acting.db, services.master_key)
+
+
+async def issue_checkpoint(
+    acting: Acting, *, tenant_id: uuid.UUID | None
+) -> AuditCheckpoint | None:
+    """The one action that signs a chain's head, from the API, the CLI and the periodic job.
+
+    The acting transaction must be scoped to the chain's tenant (or span all tenants for the
+    instance chain). A newly signed checkpoint is audited in that chain, tagged with the entry
+    point (``api:``, ``cli:``, ``job:``).
+    """
+    chain_id = audit.chain_for(tenant_id)
+    signer, trusted = await checkpoint_keys(acting)
+    row, created = await issue(acting.db, signer, trusted, chain_id, tenant_id)
+    if row is not None and created:
+        await audit.record(
+            acting.db,
+            action=f"{acting.origin.channel}:audit_checkpoint:create",
+            category="system",
+            tenant_id=tenant_id,
+            context=acting.audit,
+            resource_type="audit_checkpoint",
+            resource_id=row.tree_size,
+            changes={"chainId": chain_id, "treeSize": row.tree_size},
+        )
+    return row
+
+
+async def due(session: AsyncSession, chain_id: str) -> bool:
+    """Whether the periodic job should sign this chain: it moved since its last checkpoint by
+    more than that checkpoint's own audit entry (else every run would sign its own entry)."""
+    size = await head_size(session, chain_id)
+    newest = await latest(session, chain_id)
+    if not size or (newest is not None and newest.tree_size >= size):
+        return False
+    if newest is None or size > newest.tree_size + 1:
+        return True
+    action = (
+        await session.execute(
+            select(AuditLog.action).where(
+                AuditLog.chain_id == chain_id, AuditLog.sequence_number == size
+            )
+        )
+    ).scalar_one_or_none()
+    return not (action or "").endswith(":audit_checkpoint:create")
 
 
 def checkpoint_out(row: AuditCheckpoint) -> dict[str, Any]:

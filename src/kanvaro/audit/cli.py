@@ -13,8 +13,9 @@ import typer
 from kanvaro.audit.models import INSTANCE_CHAIN
 from kanvaro.audit.note import NoteError, Verifier
 from kanvaro.audit.offline import VerificationFailed, verify_bundle, verify_export
+from kanvaro.cli_support import typer_app
 
-app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app = typer_app("The tamper-evident audit log.")
 
 TenantOption = Annotated[
     str | None,
@@ -30,12 +31,16 @@ KeyOption = Annotated[
 ]
 
 
-def _database() -> tuple[Any, bytes, str]:
-    from kanvaro.cli import _ensure_schema, _settings
+def _database(*, read_only: bool = False) -> tuple[Any, bytes, str]:
+    """Read-only commands need an existing instance (never created, never migrated)."""
+    from kanvaro import cli_support
     from kanvaro.db import Database
 
-    settings = _settings()
-    _ensure_schema(settings)
+    if read_only:
+        settings = cli_support.existing_instance()
+    else:
+        settings = cli_support.settings()
+        cli_support.ensure_schema(settings)
     assert settings.master_key is not None
     return (
         Database(settings.resolved_database_url),
@@ -83,21 +88,27 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON reports")] = False,
 ) -> None:
     """Verify the hash chain (and signed checkpoints) of one chain, or of every chain."""
+    from kanvaro.audit.keys import load_trusted
     from kanvaro.audit.verify import verify_chain
 
-    db, _, _ = _database()
+    db, master, _ = _database(read_only=True)
 
     async def run() -> list[dict[str, Any]]:
         try:
+            # Checkpoints count only if signed by a key the master key authenticates.
+            async with db.session(all_tenants=True) as session:
+                trusted = await load_trusted(session, master)
             reports = []
             for chain_id, tenant_id in await _chains(db, tenant):
                 async with _session(db, tenant_id) as session:
-                    reports.append((await verify_chain(session, chain_id)).to_dict())
+                    reports.append((await verify_chain(session, chain_id, trusted)).to_dict())
             return reports
         finally:
             await db.dispose()
 
     reports = asyncio.run(run())
+    if not reports and not as_json:
+        typer.echo("no audit chain yet: nothing to verify")
     for report in reports:
         if as_json:
             typer.echo(orjson.dumps(report).decode())
@@ -119,19 +130,32 @@ async def _signer(db: Any, master: bytes, public_url: str) -> Any:
         return await load_signer(session, master, name=key_name(public_url))
 
 
+def _services() -> Any:
+    from kanvaro import cli_support
+    from kanvaro.services import Services
+
+    settings = cli_support.settings()
+    cli_support.ensure_schema(settings)
+    return Services.build(settings)
+
+
 @app.command()
 def checkpoint(tenant: TenantOption = None) -> None:
     """Sign a checkpoint of a chain's head now (default: every chain that moved)."""
+    from kanvaro.acting import Acting
     from kanvaro.audit import checkpoints
 
-    db, master, url = _database()
+    services = _services()
+    db = services.db
 
     async def run() -> None:
         try:
-            signer = await _signer(db, master, url)
             for chain_id, tenant_id in await _chains(db, tenant):
                 async with _session(db, tenant_id) as session:
-                    row = await checkpoints.issue(session, signer, chain_id, tenant_id)
+                    acting = Acting.system(
+                        services, session, tenant_id=tenant_id, name="audit checkpoint"
+                    )
+                    row = await checkpoints.issue_checkpoint(acting, tenant_id=tenant_id)
                 typer.echo(f"chain {chain_id}: " + (f"size {row.tree_size}" if row else "empty"))
         finally:
             await db.dispose()
@@ -141,6 +165,37 @@ def checkpoint(tenant: TenantOption = None) -> None:
     except checkpoints.ChainBroken as exc:
         typer.echo(f"refused: {exc.detail}", err=True)
         raise typer.Exit(1) from None
+
+
+@app.command("rotate-checkpoint-key")
+def rotate_checkpoint_key() -> None:
+    """A new checkpoint signing key signs from now on; old checkpoints are co-signed by it and
+    the old keys stay trusted, so everything signed before keeps verifying."""
+    from kanvaro.audit import service as audit
+    from kanvaro.audit.keys import key_name, rotate_signer
+
+    db, master, url = _database()
+
+    async def run() -> tuple[str, int]:
+        try:
+            async with db.session(all_tenants=True) as session:
+                signer, cosigned = await rotate_signer(session, master, name=key_name(url))
+                await audit.record(
+                    session,
+                    action="cli:audit_key:rotate",
+                    category="system",
+                    tenant_id=None,
+                    resource_type="audit_key",
+                    resource_id=signer.verifier.key_id.hex(),
+                    changes={"cosignedCheckpoints": cosigned},
+                )
+            return signer.verifier.encode(), cosigned
+        finally:
+            await db.dispose()
+
+    verifier, cosigned = asyncio.run(run())
+    typer.echo(f"new checkpoint key {verifier}")
+    typer.echo(f"{cosigned} checkpoints co-signed; pin the new key for offline verification")
 
 
 @app.command()
@@ -154,12 +209,16 @@ def export(
     db, master, url = _database()
 
     async def run() -> int:
+        from kanvaro.audit.keys import load_trusted
+
         try:
             signer = await _signer(db, master, url)
+            async with db.session(all_tenants=True) as session:
+                trusted = await load_trusted(session, master)
             ((chain_id, tenant_id),) = await _chains(db, tenant or INSTANCE_CHAIN)
             with output.open("wb") as out:
                 async with _session(db, tenant_id) as session:
-                    return await write_export(session, signer, chain_id, tenant_id, out)
+                    return await write_export(session, signer, trusted, chain_id, tenant_id, out)
         finally:
             await db.dispose()
 

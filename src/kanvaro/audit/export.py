@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kanvaro.audit import checkpoints
 from kanvaro.audit import service as audit
-from kanvaro.audit.chain import to_document
+from kanvaro.audit.chain import iter_chain, to_document
 from kanvaro.audit.hashing import timestamp
-from kanvaro.audit.keys import CheckpointSigner
-from kanvaro.audit.models import AuditCheckpoint, AuditLog
+from kanvaro.audit.keys import CheckpointSigner, TrustedKeys
+from kanvaro.audit.models import AuditCheckpoint, AuditCheckpointCosignature
 from kanvaro.audit.offline import EXPORT_FORMAT
 from kanvaro.db import utcnow
 
@@ -33,12 +33,13 @@ def _line(out: IO[bytes], record: dict) -> None:  # type: ignore[type-arg]
 async def write_export(
     session: AsyncSession,
     signer: CheckpointSigner,
+    trusted: TrustedKeys,
     chain_id: str,
     tenant_id: uuid.UUID | None,
     out: IO[bytes],
 ) -> int:
     """Export the chain; returns the number of entries written."""
-    newest = await checkpoints.issue(session, signer, chain_id, tenant_id)
+    newest, _ = await checkpoints.issue(session, signer, trusted, chain_id, tenant_id)
     size = newest.tree_size if newest else 0
     _line(
         out,
@@ -57,33 +58,28 @@ async def write_export(
             .order_by(AuditCheckpoint.tree_size)
         )
     ).scalars()
-    count_marks = 0
-    for mark in marks:
-        _line(out, {"type": "checkpoint", "treeSize": mark.tree_size, "note": mark.signed_note})
-        count_marks += 1
-    last = 0
-    while last < size:
-        rows = (
-            (
-                await session.execute(
-                    select(AuditLog)
-                    .where(
-                        AuditLog.chain_id == chain_id,
-                        AuditLog.sequence_number > last,
-                        AuditLog.sequence_number <= size,
-                    )
-                    .order_by(AuditLog.sequence_number)
-                    .limit(BATCH)
+    # A checkpoint signed before a key rotation is exported as co-signed by the current key.
+    cosigned = dict(
+        (
+            await session.execute(
+                select(
+                    AuditCheckpointCosignature.checkpoint_id, AuditCheckpointCosignature.signed_note
+                ).where(
+                    AuditCheckpointCosignature.chain_id == chain_id,
+                    AuditCheckpointCosignature.key_id == signer.verifier.key_id.hex(),
                 )
             )
-            .scalars()
-            .all()
-        )
-        if not rows:
-            break
-        for row in rows:
-            _line(out, {"type": "entry", **to_document(row)})
-        last = rows[-1].sequence_number
+        ).all()
+    )
+    count_marks = 0
+    for mark in marks:
+        note = cosigned.get(mark.id, mark.signed_note)
+        _line(out, {"type": "checkpoint", "treeSize": mark.tree_size, "note": note})
+        count_marks += 1
+    last = 0
+    async for row in iter_chain(session, chain_id, upto=size, batch=BATCH):
+        _line(out, {"type": "entry", **to_document(row)})
+        last = row.sequence_number
     _line(out, {"type": "end", "entries": last, "checkpoints": count_marks})
     # The export is a data export: it is audited, after the signed tree it exported.
     await audit.record(

@@ -12,9 +12,9 @@ import base64
 import binascii
 import csv
 import io
+import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -27,13 +27,14 @@ from kanvaro.audit.hashing import timestamp
 from kanvaro.audit.models import CATEGORIES, AuditLog
 from kanvaro.audit.routes import scope_to
 from kanvaro.deps import Ctx, require
-from kanvaro.errors import BadRequest
+from kanvaro.schemas import MAX_CURSOR_LENGTH, UtcDatetime, invalid_cursor
 from kanvaro.security.permissions import Permission as P
 from kanvaro.services import Services
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 Category = Literal[CATEGORIES]  # type: ignore[valid-type]
 BATCH = 1000
+_CHAIN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[a-z]{1,36}")
 CSV_COLUMNS = (
     "sequenceNumber",
     "chainId",
@@ -78,16 +79,26 @@ def _encode_cursor(row: AuditLog) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+MAX_SEQUENCE = 2**63 - 1  # BIGINT: a larger number fails in the driver, not here
+
+
 def _decode_cursor(cursor: str) -> tuple[str, int]:
+    # Only what _encode_cursor can produce is accepted: a chain id (a UUID or "instance") and
+    # a sequence number in BIGINT range written in plain ASCII digits. A 40-digit number or
+    # a NUL in the chain id used to reach the database and end in a 500.
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise invalid_cursor()
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         chain_id, seq = raw.split("|", 1)
-        return chain_id, int(seq)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest(
-            "The cursor is invalid.",
-            errors=[{"field": "cursor", "in": "query", "message": "invalid cursor"}],
-        ) from None
+        raise invalid_cursor() from None
+    if not (_CHAIN_ID.fullmatch(chain_id) and seq.isascii() and seq.isdigit()):
+        raise invalid_cursor()
+    number = int(seq)
+    if number > MAX_SEQUENCE:
+        raise invalid_cursor()
+    return chain_id, number
 
 
 def safe_cell(value: Any) -> str:
@@ -140,18 +151,13 @@ async def list_logs(
     resource_id: Annotated[str | None, Query(alias="resourceId", max_length=64)] = None,
     category: Category | None = None,
     action: Annotated[str | None, Query(max_length=100)] = None,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start: Annotated[UtcDatetime | None, Query(alias="from")] = None,
+    end: Annotated[UtcDatetime | None, Query(alias="to")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     format: Literal["csv", "json"] | None = None,
 ) -> Any:
-    for name, value in (("from", start), ("to", end)):
-        if value is not None and value.tzinfo is None:
-            raise BadRequest(
-                f"{name} needs a time zone (e.g. 2026-01-31T00:00:00Z).",
-                errors=[{"field": name, "in": "query", "message": "needs a time zone"}],
-            )
+    # from/to are tz-aware and normalised to UTC by UtcDatetime (422 naming the field).
     filters = {
         "actor_id": actor_id,
         "resource_type": resource_type,

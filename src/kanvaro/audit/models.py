@@ -6,7 +6,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kanvaro.db import Base, new_id, utcnow
@@ -97,4 +107,23 @@ class AuditSigningKey(Base):
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
     private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditCheckpointCosignature(Base):
+    """A checkpoint's note co-signed by a later key (migration 0006): written by a key
+    rotation, so an auditor pinning only the new key verifies old checkpoints too."""
+
+    __tablename__ = "audit_checkpoint_cosignatures"
+    __table_args__ = (UniqueConstraint("checkpoint_id", "key_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    checkpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("audit_checkpoints.id", ondelete="RESTRICT")
+    )
+    chain_id: Mapped[str] = mapped_column(String(36), index=True)
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    tree_size: Mapped[int] = mapped_column(BigInteger)
+    key_id: Mapped[str] = mapped_column(String(8))
+    signed_note: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

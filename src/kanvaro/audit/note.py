@@ -150,3 +150,33 @@ def open_checkpoint(note: str, verifier: Verifier) -> Checkpoint:
     if not found:
         raise NoteError(f"the checkpoint is not signed by the trusted key {verifier.name}")
     return checkpoint
+
+
+def signers_of(note: str) -> list[tuple[str, bytes]]:
+    """(key name, key id) of every well-formed signature line, unverified: which keys to try."""
+    _, sep, signatures = note.partition("\n\n")
+    found = []
+    for line in signatures.split("\n") if sep else ():
+        if not line.startswith(SIG_PREFIX):
+            continue
+        name, _, stamp = line[len(SIG_PREFIX) :].partition(" ")
+        try:
+            raw = base64.b64decode(stamp, validate=True)
+        except binascii.Error:
+            continue
+        if len(raw) == 4 + 64:
+            found.append((name, raw[:4]))
+    return found
+
+
+def cosign(note: str, name: str, private_key: Ed25519PrivateKey) -> str:
+    """Add a signature line by another key to a signed note (the body is unchanged)."""
+    _check_name(name)
+    body, sep, signatures = note.partition("\n\n")
+    if not sep:
+        raise NoteError("the checkpoint has no signature block")
+    body += "\n"
+    _parse_body(body)
+    public = private_key.public_key().public_bytes_raw()
+    stamp = base64.b64encode(key_id(name, public) + private_key.sign(body.encode())).decode()
+    return f"{body}\n{signatures.rstrip(chr(10))}\n{SIG_PREFIX}{name} {stamp}\n"

@@ -41,11 +41,12 @@ async def start(services: Services) -> AuditRuntime:
     runtime = AuditRuntime(signer, siem.from_settings(services.settings))
     if runtime.forwarder is not None:
         siem.register(runtime.forwarder)
-    interval = services.settings.audit_checkpoint_interval_seconds
-    if interval > 0:
-        runtime.tasks.append(
-            asyncio.create_task(_every(interval, services, signer), name="audit-checkpoints")
-        )
+    # A shared job: one process across the instances signs the checkpoints of a due run.
+    services.jobs.add(
+        "audit.checkpoints",
+        services.settings.audit_checkpoint_interval_seconds,
+        lambda: checkpoint_all(services, signer),
+    )
     return runtime
 
 
@@ -62,17 +63,15 @@ async def stop(runtime: AuditRuntime | None) -> None:
         await asyncio.to_thread(runtime.forwarder.close)
 
 
-async def _every(interval: int, services: Services, signer: CheckpointSigner) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await checkpoint_all(services, signer)
-        except Exception as exc:  # keep the schedule alive; the failure is logged
-            log.error("audit_checkpoint_failed", error=type(exc).__name__)
-
-
 async def checkpoint_all(services: Services, signer: CheckpointSigner) -> int:
-    """Sign every chain whose head moved since its last checkpoint; returns how many."""
+    """Sign every chain whose head moved since its last checkpoint; returns how many.
+
+    Each chain goes through the same audited action as the API and the CLI
+    (``checkpoints.issue_checkpoint``); ``signer`` only names the key (the action reads the
+    active key afresh, so a rotation by another process is followed).
+    """
+    from kanvaro.acting import Acting
+
     async with services.db.session(all_tenants=True) as session:
         chains = (await session.execute(select(AuditChainHead.chain_id))).scalars().all()
     issued = 0
@@ -82,11 +81,13 @@ async def checkpoint_all(services: Services, signer: CheckpointSigner) -> int:
             async with services.db.session(
                 tenant_id=tenant_id, all_tenants=tenant_id is None
             ) as session:
-                size = await checkpoints.head_size(session, chain_id)
-                newest = await checkpoints.latest(session, chain_id)
-                if size and (newest is None or newest.tree_size < size):
-                    await checkpoints.issue(session, signer, chain_id, tenant_id)
-                    issued += 1
+                if await checkpoints.due(session, chain_id):
+                    acting = Acting.system(
+                        services, session, tenant_id=tenant_id, channel="job",
+                        name="audit.checkpoints",
+                    )
+                    if await checkpoints.issue_checkpoint(acting, tenant_id=tenant_id):
+                        issued += 1
         except checkpoints.ChainBroken as exc:
             log.error("audit_chain_not_signed", chain_id=chain_id, reason=exc.detail)
     return issued

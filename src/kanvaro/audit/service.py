@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kanvaro.audit.chain import expected_record_hash, hashed_document, to_document
 from kanvaro.audit.hashing import GENESIS_HASH, content_digest, new_salt, timestamp
 from kanvaro.audit.models import CATEGORIES, INSTANCE_CHAIN, AuditChainHead, AuditLog
-from kanvaro.db import utcnow
+from kanvaro.db import on_commit, utcnow
 from kanvaro.logging import SECRET_KEY_PATTERN
 
 # Seed 000: every audited action is also a ``data_access`` security event (forwarded to SIEM).
@@ -160,17 +160,23 @@ async def record(
     head.head_hash = entry.record_hash
     session.add(entry)
     await session.flush()
-    security_log.info(
-        "data_access",
-        action=action,
-        category=category,
-        user_id=str(context.actor_id) if context.actor_id else None,
-        tenant_id=str(tenant_id) if tenant_id else None,
-        resource=resource_type,
-        resource_id=entry.resource_id,
-        ip=context.ip_address,
-        sequence=sequence,
-    )
+    event = {
+        "action": action,
+        "category": category,
+        "user_id": str(context.actor_id) if context.actor_id else None,
+        "tenant_id": str(tenant_id) if tenant_id else None,
+        "resource": resource_type,
+        "resource_id": entry.resource_id,
+        "ip": context.ip_address,
+        "sequence": sequence,
+    }
+
+    async def forward() -> None:
+        security_log.info("data_access", **event)
+
+    # The security event (and so its SIEM copy) only for an entry that committed: a rolled-
+    # back change must not show up in the SIEM as if it had happened.
+    on_commit(session, forward)
     return entry
 
 

@@ -9,7 +9,13 @@
   chain, or the chain head / a checkpoint counts more entries than are there;
 * ``reordered`` an entry's predecessor sits *after* it in sequence order;
 * ``fork``      two entries claim the same sequence number, or an entry claims a predecessor
-  that already has another successor.
+  that already has another successor;
+* ``forged_checkpoint`` a stored checkpoint is not signed by a key of this instance, or its
+  columns disagree with its signed note (sequence = that checkpoint's size).
+
+Checkpoint sizes and roots come from the signed notes, checked with the instance's trusted
+keys (:class:`kanvaro.audit.keys.TrustedKeys`), never from the unsigned columns: an attacker
+with database access can recompute those, not the signatures.
 
 The walker keeps the Merkle tree as a compact range (one hash per perfect subtree, O(log n)
 memory), so checking every signed checkpoint's root costs nothing extra while streaming.
@@ -24,9 +30,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kanvaro.audit import merkle
-from kanvaro.audit.chain import content_state, expected_record_hash, to_document
+from kanvaro.audit.chain import content_state, expected_record_hash, iter_chain, to_document
 from kanvaro.audit.hashing import GENESIS_HASH
+from kanvaro.audit.keys import TrustedKeys
 from kanvaro.audit.models import AuditChainHead, AuditCheckpoint, AuditLog
+from kanvaro.audit.note import NoteError
 
 BATCH = 1000
 
@@ -45,6 +53,7 @@ class VerifyReport:
     head_hash: str
     erased: int = 0
     checkpoints_checked: int = 0
+    signed_size: int = 0
     broken: ChainBreak | None = None
 
     @property
@@ -59,6 +68,7 @@ class VerifyReport:
             "headHash": self.head_hash,
             "erasedEntries": self.erased,
             "checkpointsChecked": self.checkpoints_checked,
+            "signedTreeSize": self.signed_size,
             "firstBrokenSequence": self.broken.sequence if self.broken else None,
             "breakKind": self.broken.kind if self.broken else None,
             "message": self.broken.message if self.broken else "the chain is intact",
@@ -183,55 +193,65 @@ async def _locate(session: AsyncSession, chain_id: str, record_hash: str) -> int
     ).scalar_one_or_none()
 
 
-async def checkpoint_roots(session: AsyncSession, chain_id: str) -> dict[int, bytes]:
+async def signed_roots(
+    session: AsyncSession, chain_id: str, trusted: TrustedKeys
+) -> tuple[dict[int, bytes], ChainBreak | None]:
+    """Size -> root of every checkpoint a trusted key signed, and the first forged one."""
     rows = await session.execute(
-        select(AuditCheckpoint.tree_size, AuditCheckpoint.root_hash).where(
-            AuditCheckpoint.chain_id == chain_id
-        )
+        select(AuditCheckpoint)
+        .where(AuditCheckpoint.chain_id == chain_id)
+        .order_by(AuditCheckpoint.tree_size)
     )
-    return {size: bytes.fromhex(root) for size, root in rows}
-
-
-async def verify_chain(session: AsyncSession, chain_id: str) -> VerifyReport:
-    """Walk one chain in the database, in batches, against its head and its checkpoints."""
-    walker = ChainWalker(chain_id, await checkpoint_roots(session, chain_id))
-    report = VerifyReport(chain_id, 0, GENESIS_HASH)
-    last_seen = 0
-    broken: ChainBreak | None = None
-    while broken is None:
-        rows = (
-            (
-                await session.execute(
-                    select(AuditLog)
-                    .where(AuditLog.chain_id == chain_id, AuditLog.sequence_number > last_seen)
-                    .order_by(AuditLog.sequence_number, AuditLog.id)
-                    .limit(BATCH)
-                )
+    roots: dict[int, bytes] = {}
+    forged: ChainBreak | None = None
+    for row in rows.scalars():
+        problem = None
+        try:
+            signed = trusted.open(row.signed_note, chain_id)
+        except NoteError as exc:
+            problem = str(exc)
+        else:
+            # The signed note is the truth; columns that disagree with it were tampered with.
+            roots[signed.tree_size] = signed.root_hash
+            if signed.tree_size != row.tree_size or signed.root_hash.hex() != row.root_hash:
+                problem = "its stored size or root differs from its signed note"
+        if problem is not None and forged is None:
+            forged = ChainBreak(
+                row.tree_size,
+                "forged_checkpoint",
+                f"the checkpoint of size {row.tree_size} is not trusted: {problem}",
             )
-            .scalars()
-            .all()
-        )
-        if not rows:
+    return roots, forged
+
+
+async def verify_chain(session: AsyncSession, chain_id: str, trusted: TrustedKeys) -> VerifyReport:
+    """Walk one chain in the database, in batches, against its head and its signed
+    checkpoints."""
+    roots, forged = await signed_roots(session, chain_id, trusted)
+    walker = ChainWalker(chain_id, roots)
+    report = VerifyReport(chain_id, 0, GENESIS_HASH)
+    broken: ChainBreak | None = None
+    async for row in iter_chain(session, chain_id, batch=BATCH):
+        doc = to_document(row)
+        try:
+            broken = walker.step(doc)
+        except NeedsLocate:
+            found = await _locate(session, chain_id, doc["previousHash"])
+            broken = walker.link_break(doc, found)
+        if broken:
             break
-        for row in rows:
-            doc = to_document(row)
-            try:
-                broken = walker.step(doc)
-            except NeedsLocate:
-                found = await _locate(session, chain_id, doc["previousHash"])
-                broken = walker.link_break(doc, found)
-            if broken:
-                break
-        last_seen = rows[-1].sequence_number
     if broken is None:
         head = await session.get(AuditChainHead, chain_id)
         broken = walker.finish(
             expected_size=head.sequence_number if head else None,
             expected_head=head.head_hash if head else None,
         )
+    if forged is not None and (broken is None or forged.sequence < broken.sequence):
+        broken = forged
     report.entries = walker.count
     report.head_hash = walker.head_hash
     report.erased = walker.erased
     report.checkpoints_checked = walker.checkpoints_checked
+    report.signed_size = max(roots, default=0)
     report.broken = broken
     return report

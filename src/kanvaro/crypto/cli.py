@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from kanvaro.cli_support import run_with_services, typer_app
+
 if TYPE_CHECKING:
     from kanvaro.services import Services
 
-keys_app = typer.Typer(help="Data keys, key rotation, token signing keys.", no_args_is_help=True)
-secrets_app = typer.Typer(help="Check the configured secrets.", no_args_is_help=True)
+keys_app = typer_app("Data keys, key rotation, token signing keys.")
+secrets_app = typer_app("Check the configured secrets.")
 
 
-def _run(job: Callable[[Services], Awaitable[Any]]) -> Any:
-    from kanvaro.cli import _ensure_schema, _settings
-    from kanvaro.services import Services
-
-    settings = _settings()
-    _ensure_schema(settings)
-    services = Services.build(settings)
-
-    async def main() -> Any:
-        try:
-            return await job(services)
-        finally:
-            await services.shutdown()
-
-    return asyncio.run(main())
+def _run(job: Callable[[Services], Awaitable[Any]], *, read_only: bool = False) -> Any:
+    return run_with_services(job, read_only=read_only)
 
 
 def _reencrypt_with_bar(services: Services, batch_size: int | None, pause: float | None) -> Any:
@@ -117,7 +105,7 @@ def status() -> None:
         result["provider"] = services.keyring.provider.name if services.keyring else None
         return result
 
-    result = _run(job)
+    result = _run(job, read_only=True)
     typer.echo(json.dumps(result, indent=2))
 
 
@@ -158,11 +146,13 @@ def shred_user(
     user_id: Annotated[str, typer.Argument(help="The user whose personal data keys to destroy")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
 ) -> None:
-    """Crypto-shred a user's personal data (irreversible, backups included)."""
+    """Crypto-shred a user's personal data (irreversible, backups included). Re-running it
+    completes a shredding that a crash interrupted."""
     from sqlalchemy import select
 
+    from kanvaro.crypto.models import EncryptionKey
+    from kanvaro.crypto.shredding import resume_shreds
     from kanvaro.crypto.shredding import shred_user as run
-    from kanvaro.identity.models import User
 
     try:
         uid = uuid.UUID(user_id)
@@ -173,12 +163,22 @@ def shred_user(
         typer.confirm("This destroys the user's keys for good. Continue?", abort=True)
 
     async def job(services: Services) -> int | None:
-        assert services.keyring is not None
+        await resume_shreds(services.db, services.keyring)
         async with services.db.session(all_tenants=True) as session:
-            tenant = (await session.execute(select(User.tenant_id).where(User.id == uid))).first()
-            if tenant is None:
-                return None
-            return await run(session, services.keyring, user_id=uid, tenant_id=tenant[0])
+            # The user's key lineage names his tenant (crypto knows keys, not users).
+            keys = (
+                await session.execute(
+                    select(EncryptionKey.tenant_id, EncryptionKey.state).where(
+                        EncryptionKey.scope == "user", EncryptionKey.owner_id == str(uid)
+                    )
+                )
+            ).all()
+        if not keys:
+            return None
+        if all(state == "destroyed" for _, state in keys):
+            return 0  # already shredded (an interrupted run was just completed)
+        tenant = keys[0]
+        return await run(services.db, services.keyring, user_id=uid, tenant_id=tenant[0])
 
     destroyed = _run(job)
     if destroyed is None:
@@ -192,7 +192,9 @@ def shred_tenant(
     tenant_id: Annotated[str, typer.Argument(help="The tenant whose keys to destroy")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
 ) -> None:
-    """Crypto-shred a tenant: its keys and all its users' keys (irreversible, backups included)."""
+    """Crypto-shred a tenant: its keys and all its users' keys (irreversible, backups included).
+    Re-running it completes a shredding that a crash interrupted."""
+    from kanvaro.crypto.shredding import resume_shreds
     from kanvaro.crypto.shredding import shred_tenant as run
     from kanvaro.tenancy.models import Tenant
 
@@ -205,11 +207,13 @@ def shred_tenant(
         typer.confirm("This destroys the tenant's keys for good. Continue?", abort=True)
 
     async def job(services: Services) -> int | None:
-        assert services.keyring is not None
+        await resume_shreds(services.db, services.keyring)
         async with services.db.session(all_tenants=True) as session:
             if await session.get(Tenant, tid) is None:
                 return None
-            return await run(session, services.keyring, tenant_id=tid)
+        # Members are found by their key lineages under the tenant (a member without one has
+        # nothing to shred): crypto/ knows key owners' ids, not users.
+        return await run(services.db, services.keyring, tenant_id=tid, user_ids=[])
 
     destroyed = _run(job)
     if destroyed is None:
@@ -231,9 +235,9 @@ def check() -> None:
         typer.echo(f"FAIL {exc}", err=True)
         raise typer.Exit(1) from None
     except Exception as exc:
-        from kanvaro.cli import _describe
+        from kanvaro.cli_support import describe
 
-        typer.echo(f"FAIL {_describe(exc)}", err=True)
+        typer.echo(f"FAIL {describe(exc)}", err=True)
         raise typer.Exit(1) from None
     problems = secret_problems(settings)
     for problem in problems:

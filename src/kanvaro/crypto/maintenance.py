@@ -3,15 +3,14 @@
 * Every ``key_maintenance_interval_seconds``: start a scheduled rotation when the oldest active
   data key is older than ``key_rotation_days``, and carry on any unfinished re-encryption
   (one started by ``kanvaro keys rotate --no-wait``, or one a killed process left behind).
-  Several instances may run this at once: batches are serialized on the rotation row.
+  A shared job of ``kanvaro.jobs``: one process of all the instances runs a due run (batches
+  are serialized on the rotation row anyway, e.g. against ``kanvaro keys reencrypt``).
 * Every ``signing_key_reload_seconds``: reload the token signing keys, so that a rotation done
-  by another process (``kanvaro keys rotate-signing``) is picked up.
+  by another process (``kanvaro keys rotate-signing``) is picked up (a per-process job).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -19,6 +18,7 @@ import structlog
 from kanvaro.config import ConfigError
 from kanvaro.crypto.fields import REGISTRY
 from kanvaro.crypto.rotation import reencrypt, rotation_due, running_rotation, start_rotation
+from kanvaro.crypto.shredding import resume_shreds
 
 if TYPE_CHECKING:
     from kanvaro.services import Services
@@ -42,6 +42,9 @@ def check_encrypted_fields(names: list[str]) -> None:
 async def run_key_maintenance(services: Services) -> None:
     settings = services.settings
     assert services.keyring is not None
+    # A crypto-shredding that a crash interrupted (intent committed, KEK not yet destroyed).
+    if await resume_shreds(services.db, services.keyring):
+        log.info("key_shredding_resumed")
     async with services.db.session(all_tenants=True) as session:
         if await running_rotation(session) is None and await rotation_due(
             session, settings.key_rotation_days
@@ -58,34 +61,18 @@ async def run_key_maintenance(services: Services) -> None:
         log.info("key_rotation_completed", rows=rotation.reencrypted_rows)
 
 
-async def _every(seconds: int, what: str, job: Callable[[], Awaitable[None]]) -> None:
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            await job()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # keep running; the next tick retries
-            log.error("key_maintenance_failed", job=what, error_type=type(exc).__name__)
-
-
-def maintenance_tasks(services: Services) -> list[asyncio.Task[None]]:
+def register_jobs(services: Services) -> None:
+    """Key maintenance as entries of the job registry (shared: one process rotates; per
+    process: every process reloads its own copy of the signing keys)."""
     settings = services.settings
-    tasks = []
-    if settings.key_maintenance_interval_seconds:
-        tasks.append(
-            asyncio.create_task(
-                _every(
-                    settings.key_maintenance_interval_seconds,
-                    "rotation",
-                    lambda: run_key_maintenance(services),
-                )
-            )
-        )
-    if settings.signing_key_reload_seconds:
-        tasks.append(
-            asyncio.create_task(
-                _every(settings.signing_key_reload_seconds, "signing-keys", services.reload_keys)
-            )
-        )
-    return tasks
+    services.jobs.add(
+        "keys.maintenance",
+        settings.key_maintenance_interval_seconds,
+        lambda: run_key_maintenance(services),
+    )
+    services.jobs.add(
+        "keys.signing-reload",
+        settings.signing_key_reload_seconds,
+        services.reload_keys,
+        per_process=True,
+    )

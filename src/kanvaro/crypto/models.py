@@ -76,3 +76,22 @@ class KeyRotation(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class KeyShredding(Base):
+    """One lineage's crypto-shredding (migration 0006): ``intent`` once the database side and
+    its audit entry committed, ``done`` once the provider destroyed the KEK. An ``intent`` row
+    left by a crash is completed by key maintenance or by re-running the command."""
+
+    __tablename__ = "key_shreddings"
+    __table_args__ = (Index("ix_key_shreddings_state", "state"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    scope: Mapped[str] = mapped_column(String(10))  # tenant | user
+    owner_id: Mapped[str] = mapped_column(String(64))
+    # The chain the completion is audited in: the user's tenant, or None (the instance).
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    state: Mapped[str] = mapped_column(String(10), default="intent")
+    destroyed_keys: Mapped[int] = mapped_column(Integer, default=0)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -15,12 +15,14 @@ router = APIRouter(prefix="/api/v1/admin/keys", tags=["admin"])
 
 @router.get("/status")
 async def status(ctx: Annotated[Ctx, authenticated()]) -> dict[str, Any]:
-    """The instance's keys for ``system:admin``; the tenant's own keys for ``settings:update``.
+    """The instance's keys for the super admin; the tenant's own keys for ``settings:update``.
 
     Counts and states only: no key material, wrapped or not, ever leaves the server.
     """
-    principal = ctx.principal
-    if principal.has(P.SYSTEM_ADMIN.value) and principal.tenant_id is None:
+    principal = ctx.me()
+    # Instance-wide figures (every tenant's key counts, the rotation's row counts) belong to
+    # the super admin only; a permission a tenant role may hold is not enough (fail closed).
+    if principal.is_super_admin and principal.tenant_id is None:
         scope = None
     elif principal.has(P.SETTINGS_UPDATE.value) or principal.has(P.SYSTEM_ADMIN.value):
         scope = ctx.tenant_id

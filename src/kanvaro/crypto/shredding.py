@@ -4,6 +4,20 @@ everywhere.
 The user's and the tenant's KEKs live in the provider (a key store file, or a Vault transit key), never in the
 database, so a database backup that still holds the wrapped data key cannot unwrap it after
 the KEK is destroyed. Limits: docs/security-model.md, "Crypto-shredding".
+
+Shredding is a recorded, resumable two-step (a KEK destroyed for a change that rolled back
+would lose data for nothing; one destroyed before its audit entry committed would be
+unaccounted for):
+
+1. *intent*, one transaction: the data key rows lose their wrapped material, the live
+   ciphertexts are cleared, a ``key_shreddings`` row per lineage records the intent, and the
+   ``system:key:shred`` / ``system:tenant:shred`` entry is appended: all committed together;
+2. *destroy* the KEK in the provider (idempotent), then mark the record ``done`` with a
+   ``system:key:destroyed`` entry.
+
+A crash between the steps leaves ``intent`` rows: :func:`resume_shreds` (key maintenance,
+or re-running ``kanvaro keys shred-*``) completes them. This module knows no users: callers
+pass the ids (the tenant's members come from identity).
 """
 
 from __future__ import annotations
@@ -17,16 +31,13 @@ from kanvaro.audit import service as audit
 from kanvaro.audit.service import SYSTEM, AuditContext
 from kanvaro.crypto.fields import REGISTRY
 from kanvaro.crypto.keyring import Keyring
-from kanvaro.crypto.models import EncryptionKey
+from kanvaro.crypto.models import EncryptionKey, KeyShredding
 from kanvaro.crypto.providers import kek_for
-from kanvaro.db import utcnow
-from kanvaro.identity.models import User
+from kanvaro.db import Database, utcnow
 
 
-async def _destroy_lineage(
-    session: AsyncSession, keyring: Keyring, *, scope: str, owner: str
-) -> int:
-    """Destroy the lineage's KEK in the provider and every data key row of it."""
+async def _clear_keys(session: AsyncSession, keyring: Keyring, *, scope: str, owner: str) -> int:
+    """Drop the wrapped material of every data key row of the lineage (the KEK goes later)."""
     keys = (
         (
             await session.execute(
@@ -38,7 +49,6 @@ async def _destroy_lineage(
         .scalars()
         .all()
     )
-    keyring.provider.destroy(kek_for(scope, owner))
     now = utcnow()
     for key in keys:
         key.wrapped_key = None
@@ -64,14 +74,71 @@ async def _clear_fields(session: AsyncSession, *, scope: str, owner: uuid.UUID) 
         await session.execute(update(table).where(table.c[owner_column] == owner).values(values))
 
 
-async def _shred(session: AsyncSession, keyring: Keyring, *, scope: str, owner: uuid.UUID) -> int:
-    destroyed = await _destroy_lineage(session, keyring, scope=scope, owner=str(owner))
+async def _intend(
+    session: AsyncSession, keyring: Keyring, *, scope: str, owner: uuid.UUID, record_tenant: uuid.UUID | None
+) -> int:
+    """Step 1 for one lineage, in the caller's transaction: the database side and the record."""
+    destroyed = await _clear_keys(session, keyring, scope=scope, owner=str(owner))
     await _clear_fields(session, scope=scope, owner=owner)
+    session.add(
+        KeyShredding(
+            scope=scope,
+            owner_id=str(owner),
+            tenant_id=record_tenant,
+            state="intent",
+            destroyed_keys=destroyed,
+        )
+    )
     return destroyed
 
 
+async def resume_shreds(db: Database, keyring: Keyring) -> int:
+    """Step 2 for every recorded intent: destroy the KEK, then mark it done (audited).
+
+    Safe to run again and from several processes: destroying a KEK twice is a no-op, and the
+    record is re-read under a row lock before it is marked.
+    """
+    async with db.session(all_tenants=True) as session:
+        pending = (
+            (
+                await session.execute(
+                    select(KeyShredding.id)
+                    .where(KeyShredding.state == "intent")
+                    .order_by(KeyShredding.requested_at)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    done = 0
+    for shred_id in pending:
+        async with db.session(all_tenants=True) as session:
+            row = (
+                await session.execute(
+                    select(KeyShredding).where(KeyShredding.id == shred_id).with_for_update()
+                )
+            ).scalar_one()
+            if row.state != "intent":
+                continue
+            # Only after the intent has committed: the KEK goes, backups included.
+            keyring.provider.destroy(kek_for(row.scope, row.owner_id))
+            row.state = "done"
+            row.done_at = utcnow()
+            await audit.record(
+                session,
+                action="system:key:destroyed",
+                category="system",
+                tenant_id=row.tenant_id,
+                resource_type=row.scope,
+                resource_id=row.owner_id,
+                changes={"kek": row.scope, "shreddingId": str(row.id)},
+            )
+            done += 1
+    return done
+
+
 async def shred_user(
-    session: AsyncSession,
+    db: Database,
     keyring: Keyring,
     *,
     user_id: uuid.UUID,
@@ -83,46 +150,65 @@ async def shred_user(
     Returns the number of data keys destroyed. The live rows' ciphertexts are cleared too;
     copies elsewhere (backups, replicas, exports) stay as ciphertext nobody can open.
     """
-    destroyed = await _shred(session, keyring, scope="user", owner=user_id)
-    await session.flush()
-    await audit.record(
-        session,
-        action="system:key:shred",
-        category="system",
-        tenant_id=tenant_id,
-        context=context,
-        resource_type="user",
-        resource_id=user_id,
-        changes={"destroyedKeys": destroyed},
-    )
+    async with db.session(all_tenants=True) as session:
+        destroyed = await _intend(
+            session, keyring, scope="user", owner=user_id, record_tenant=tenant_id
+        )
+        await session.flush()
+        await audit.record(
+            session,
+            action="system:key:shred",
+            category="system",
+            tenant_id=tenant_id,
+            context=context,
+            resource_type="user",
+            resource_id=user_id,
+            changes={"destroyedKeys": destroyed},
+        )
+    await resume_shreds(db, keyring)
     return destroyed
 
 
 async def shred_tenant(
-    session: AsyncSession,
+    db: Database,
     keyring: Keyring,
     *,
     tenant_id: uuid.UUID,
+    user_ids: list[uuid.UUID],
     context: AuditContext = SYSTEM,
 ) -> int:
-    """Crypto-shred a tenant: its own KEK and data keys, and every one of its users' keys.
+    """Crypto-shred a tenant: its own KEK and data keys, and the keys of ``user_ids`` (its
+    members, as identity knows them; users with a key lineage under the tenant are added).
 
-    The session must span all tenants. Returns the number of data keys destroyed. The entry
-    goes to the instance chain: the tenant's own chain is about to become unreadable.
+    Returns the number of data keys destroyed. The entries go to the instance chain: the
+    tenant's own chain is about to become unreadable.
     """
-    destroyed = await _shred(session, keyring, scope="tenant", owner=tenant_id)
-    user_ids = (await session.execute(select(User.id).where(User.tenant_id == tenant_id))).scalars()
-    for user_id in list(user_ids):
-        destroyed += await _shred(session, keyring, scope="user", owner=user_id)
-    await session.flush()
-    await audit.record(
-        session,
-        action="system:tenant:shred",
-        category="system",
-        tenant_id=None,
-        context=context,
-        resource_type="tenant",
-        resource_id=tenant_id,
-        changes={"destroyedKeys": destroyed},
-    )
+    async with db.session(all_tenants=True) as session:
+        lineages = (
+            await session.execute(
+                select(EncryptionKey.owner_id)
+                .where(EncryptionKey.scope == "user", EncryptionKey.tenant_id == tenant_id)
+                .distinct()
+            )
+        ).scalars()
+        users = set(user_ids) | {uuid.UUID(owner) for owner in lineages}
+        destroyed = await _intend(
+            session, keyring, scope="tenant", owner=tenant_id, record_tenant=None
+        )
+        for user_id in sorted(users):
+            destroyed += await _intend(
+                session, keyring, scope="user", owner=user_id, record_tenant=None
+            )
+        await session.flush()
+        await audit.record(
+            session,
+            action="system:tenant:shred",
+            category="system",
+            tenant_id=None,
+            context=context,
+            resource_type="tenant",
+            resource_id=tenant_id,
+            changes={"destroyedKeys": destroyed, "users": len(users)},
+        )
+    await resume_shreds(db, keyring)
     return destroyed

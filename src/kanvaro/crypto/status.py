@@ -26,7 +26,17 @@ async def key_status(session: AsyncSession, tenant_id: uuid.UUID | None) -> dict
         await session.execute(select(KeyRotation).order_by(KeyRotation.started_at.desc()).limit(1))
     ).scalar_one_or_none()
     rotation = None
-    if latest is not None:
+    if latest is not None and tenant_id is not None:
+        # A rotation runs over the whole instance: its row counts are other tenants' figures
+        # too. A tenant sees that one runs; its own progress is its keys' states above.
+        rotation = {
+            "id": str(latest.id),
+            "state": latest.state,
+            "reason": latest.reason,
+            "startedAt": latest.started_at.isoformat(),
+            "finishedAt": latest.finished_at.isoformat() if latest.finished_at else None,
+        }
+    elif latest is not None:
         total = latest.total_rows
         rotation = {
             "id": str(latest.id),
