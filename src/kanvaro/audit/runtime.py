@@ -5,10 +5,9 @@ checkpoint task and the SIEM forwarder. Started and stopped by ``Services``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import select
@@ -27,10 +26,9 @@ log = structlog.get_logger("kanvaro.audit")
 class AuditRuntime:
     signer: CheckpointSigner
     forwarder: siem.SiemForwarder | None = None
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def __repr__(self) -> str:
-        return f"AuditRuntime(signer={self.signer.name!r}, tasks={len(self.tasks)})"
+        return f"AuditRuntime(signer={self.signer.name!r})"
 
 
 async def start(services: Services) -> AuditRuntime:
@@ -53,12 +51,6 @@ async def start(services: Services) -> AuditRuntime:
 async def stop(runtime: AuditRuntime | None) -> None:
     if runtime is None:
         return
-    for task in runtime.tasks:
-        task.cancel()
-    for task in runtime.tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    runtime.tasks.clear()
     if runtime.forwarder is not None:
         await asyncio.to_thread(runtime.forwarder.close)
 
