@@ -1,7 +1,7 @@
 """Fixtures of the work-domain tests: members of any role, projects, audit lookups.
 
-Members are created with the identity service directly (not through POST /api/v1/users), so
-these tests depend only on the login route, and they sign in through POST /api/v1/auth/login.
+Members come from ``TenantFixture.member`` like everywhere else: created by the tenant admin
+through POST /api/v1/users, then signed in through POST /api/v1/auth/login.
 """
 
 from __future__ import annotations
@@ -14,42 +14,17 @@ import pytest
 from sqlalchemy import select
 
 from kanvaro.audit.models import AuditLog
-from kanvaro.identity.users import create_user
-from kanvaro.security.passwords import PasswordPolicy
 from kanvaro.services import Services
-from kanvaro.tenancy.models import Role
-from tests.conftest import PASSWORD, Member, TenantFixture, unique_email
+from tests.conftest import Member, TenantFixture
 
 MakeMember = Callable[..., Awaitable[Member]]
 
 
 @pytest.fixture
-def make_member(services: Services) -> MakeMember:
+def make_member() -> MakeMember:
+    # One way to create members: TenantFixture.member (tests/conftest.py), through the API.
     async def make(tenant: TenantFixture, role: str) -> Member:
-        tenant_id = uuid.UUID(tenant.id)
-        email = unique_email(role)
-        async with services.db.session(tenant_id=tenant_id) as session:
-            role_row = (await session.execute(select(Role).where(Role.name == role))).scalar_one()
-            user = await create_user(
-                session,
-                services.hasher,
-                tenant_id=tenant_id,
-                email=email,
-                first_name="Test",
-                last_name="Person",
-                role=role_row,
-                password=PASSWORD,
-                policy=PasswordPolicy(),
-            )
-        tokens = await tenant.login(email)
-        return Member(
-            str(user.id),
-            email,
-            PASSWORD,
-            role,
-            {"Authorization": f"Bearer {tokens['accessToken']}"},
-            tokens,
-        )
+        return await tenant.member(role)
 
     return make
 

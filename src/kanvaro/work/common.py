@@ -1,19 +1,36 @@
-"""Helpers shared by the work resources: visibility, lookups, optimistic concurrency."""
+"""Helpers of the work resources: project visibility and lookups.
+
+The helpers every domain shares moved to ``kanvaro.resources`` (framework-free) and
+``kanvaro.http_helpers`` (If-Match, ETag), so identity and tenancy need not import work; they
+are re-exported here for the work modules.
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any, TypeVar
 
-from fastapi import Response
 from sqlalchemy import Select, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from kanvaro.acting import Acting as Ctx
-from kanvaro.errors import NotFound, PreconditionFailed, PreconditionRequired
+from kanvaro.errors import NotFound
+from kanvaro.http_helpers import etag, set_etag
+from kanvaro.resources import check_version, escape_like, get_or_404, stamp
 from kanvaro.work.models import Project, ProjectMember
 
 M = TypeVar("M")
+
+__all__ = [
+    "check_version",
+    "escape_like",
+    "etag",
+    "get_or_404",
+    "get_project",
+    "member_project_ids",
+    "set_etag",
+    "stamp",
+    "visible_projects",
+]
 
 
 def member_project_ids(ctx: Ctx) -> Select[Any]:
@@ -34,50 +51,3 @@ async def get_project(ctx: Ctx, project_id: uuid.UUID) -> Project:
     if project is None:
         raise NotFound("No such project.")
     return project
-
-
-async def get_or_404(db: AsyncSession, stmt: Select[Any], what: str) -> Any:
-    row = (await db.execute(stmt)).scalar_one_or_none()
-    if row is None:
-        raise NotFound(f"No such {what}.")
-    return row
-
-
-def etag(version: int) -> str:
-    return f'"v{version}"'
-
-
-def set_etag(response: Response, version: int) -> None:
-    response.headers["ETag"] = etag(version)
-
-
-def check_version(current: int, body_version: int | None, if_match: str | None) -> None:
-    """Updates must say which version they change (body ``version`` or ``If-Match``)."""
-    expected: int | None = body_version
-    if if_match is not None:
-        tag = if_match.strip().removeprefix("W/")
-        if tag == "*":
-            expected = current if expected is None else expected
-        else:
-            try:
-                expected = int(tag.strip('"').removeprefix("v"))
-            except ValueError:
-                raise PreconditionFailed(
-                    "If-Match does not name a version of this resource."
-                ) from None
-    if expected is None:
-        raise PreconditionRequired(
-            "Send the version you are changing: the `version` field or an If-Match header.",
-            errors=[{"field": "version", "in": "body", "message": "required for updates"}],
-        )
-    if expected != current:
-        raise PreconditionFailed(
-            f"The resource is at version {current}; your change was based on version {expected}.",
-            currentVersion=current,
-        )
-
-
-def stamp(obj: Any, ctx: Ctx, *, created: bool = False) -> None:
-    if created:
-        obj.created_by = ctx.actor_id
-    obj.updated_by = ctx.actor_id

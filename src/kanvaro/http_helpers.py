@@ -1,0 +1,20 @@
+"""HTTP helpers shared by the routers of every domain: the If-Match header and ETags.
+
+Route modules only; services use ``kanvaro.resources`` (framework-free) instead.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Header, Response
+
+IfMatch = Annotated[str | None, Header(alias="If-Match")]
+
+
+def etag(version: int) -> str:
+    return f'"v{version}"'
+
+
+def set_etag(response: Response, version: int) -> None:
+    response.headers["ETag"] = etag(version)
