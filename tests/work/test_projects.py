@@ -89,3 +89,30 @@ async def test_cursor_pagination_walks_every_project_once(tenant):
         if not cursor:
             break
     assert set(seen) == made and len(seen) == len(made)
+
+
+async def test_invalid_updates_are_422_naming_the_field(tenant):
+    c, h = tenant.client, tenant.admin.headers
+    pid = (await c.post("/api/v1/projects", headers=h, json={"name": "Vostok"})).json()["id"]
+    for field in ("name", "status", "currency", "description"):
+        r = await c.patch(f"/api/v1/projects/{pid}", headers=h, json={field: None, "version": 1})
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["field"] == field
+    r = await c.patch(
+        f"/api/v1/projects/{pid}",
+        headers=h,
+        json={"startDate": "2025-05-02", "endDate": "2025-05-01", "version": 1},
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "endDate"
+    await c.patch(f"/api/v1/projects/{pid}", headers=h, json={"endDate": "2025-05-01", "version": 1})
+    r = await c.patch(f"/api/v1/projects/{pid}", headers=h, json={"startDate": "2025-06-01", "version": 2})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "endDate"
+
+
+async def test_a_duplicate_member_is_409_naming_the_field(tenant):
+    c, h = tenant.client, tenant.admin.headers
+    pid = (await c.post("/api/v1/projects", headers=h, json={"name": "Soyuz"})).json()["id"]
+    body = {"userId": tenant.admin.id, "projectRole": "manager"}
+    assert (await c.post(f"/api/v1/projects/{pid}/members", headers=h, json=body)).status_code == 201
+    r = await c.post(f"/api/v1/projects/{pid}/members", headers=h, json=body)
+    assert r.status_code == 409 and r.json()["errors"][0]["field"] == "userId"

@@ -9,7 +9,7 @@ URL = "/api/v1/time-entries"
 
 
 async def _log(client, headers, project_id, **fields):
-    body = {"projectId": project_id, "date": "2030-03-02", "hours": "1.50", **fields}
+    body = {"projectId": project_id, "date": "2025-03-02", "hours": "1.50", **fields}
     r = await client.post(URL, headers=headers, json=body)
     assert r.status_code == 201, r.text
     return r.json()
@@ -30,7 +30,7 @@ async def test_time_entry_crud_and_audit(tenant, make_member, services):
     entry = await _log(
         c, dev.headers, project["id"], taskId=task["id"], description="Pairing", billable=False
     )
-    assert entry["userId"] == dev.id and entry["hours"] == "1.50" and entry["date"] == "2030-03-02"
+    assert entry["userId"] == dev.id and entry["hours"] == "1.50" and entry["date"] == "2025-03-02"
     assert entry["billable"] is False and entry["taskId"] == task["id"]
     url = f"{URL}/{entry['id']}"
     assert (await c.get(url, headers=dev.headers)).json()["description"] == "Pairing"
@@ -56,7 +56,7 @@ async def test_time_entry_crud_and_audit(tenant, make_member, services):
 async def test_hours_and_fields_are_validated(tenant):
     c, h = tenant.client, tenant.admin.headers
     pid = (await new_project(tenant))["id"]
-    base = {"projectId": pid, "date": "2030-03-02"}
+    base = {"projectId": pid, "date": "2025-03-02"}
     for extra, field in (
         ({"hours": 0}, "hours"),
         ({"hours": -1}, "hours"),
@@ -84,7 +84,7 @@ async def test_task_must_belong_to_the_project(tenant):
     r = await c.post(
         URL,
         headers=h,
-        json={"projectId": p1["id"], "taskId": task["id"], "date": "2030-01-01", "hours": 1},
+        json={"projectId": p1["id"], "taskId": task["id"], "date": "2025-01-01", "hours": 1},
     )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "taskId"
 
@@ -101,7 +101,7 @@ async def test_logging_for_someone_else_needs_time_manage(tenant, make_member, s
     r = await c.post(
         URL,
         headers=dev.headers,
-        json={"projectId": project["id"], "userId": peer.id, "date": "2030-01-01", "hours": 1},
+        json={"projectId": project["id"], "userId": peer.id, "date": "2025-01-01", "hours": 1},
     )
     assert r.status_code == 403
     logged = await _log(c, pm.headers, project["id"], userId=peer.id)
@@ -134,7 +134,7 @@ async def test_manager_cannot_log_for_a_user_of_another_tenant(tenant, other_ten
     r = await tenant.client.post(
         URL,
         headers=pm.headers,
-        json={"projectId": pid, "userId": other_tenant.admin.id, "date": "2030-01-01", "hours": 1},
+        json={"projectId": pid, "userId": other_tenant.admin.id, "date": "2025-01-01", "hours": 1},
     )
     assert r.status_code == 404 and r.json()["errors"][0]["field"] == "userId"
 
@@ -150,7 +150,7 @@ async def test_team_member_sees_only_his_projects_entries(tenant, make_member):
     assert colleague_entry["id"] in listed and hidden["id"] not in listed
     assert (await c.get(f"{URL}/{hidden['id']}", headers=dev.headers)).status_code == 404
     r = await c.post(
-        URL, headers=dev.headers, json={"projectId": theirs["id"], "date": "2030-01-01", "hours": 1}
+        URL, headers=dev.headers, json={"projectId": theirs["id"], "date": "2025-01-01", "hours": 1}
     )
     assert r.status_code == 404
 
@@ -160,9 +160,9 @@ async def test_list_filters(tenant, make_member):
     dev = await make_member(tenant, "team_member")
     p1, p2 = await new_project(tenant), await new_project(tenant)
     await join(tenant, p1["id"], dev)
-    a = await _log(c, h, p1["id"], date="2030-01-05")
-    b = await _log(c, dev.headers, p1["id"], date="2030-02-05", billable=False)
-    d = await _log(c, h, p2["id"], date="2030-03-05")
+    a = await _log(c, h, p1["id"], date="2025-01-05")
+    b = await _log(c, dev.headers, p1["id"], date="2025-02-05", billable=False)
+    d = await _log(c, h, p2["id"], date="2025-03-05")
 
     def ids(items):
         return {e["id"] for e in items}
@@ -170,7 +170,7 @@ async def test_list_filters(tenant, make_member):
     assert ids(await walk(c, URL, h, projectId=p1["id"])) == {a["id"], b["id"]}
     assert ids(await walk(c, URL, h, projectId=p1["id"], userId=dev.id)) == {b["id"]}
     assert ids(await walk(c, URL, h, projectId=p1["id"], billable="false")) == {b["id"]}
-    got = ids(await walk(c, URL, h, **{"from": "2030-02-01", "to": "2030-03-31"}))
+    got = ids(await walk(c, URL, h, **{"from": "2025-02-01", "to": "2025-03-31"}))
     assert got >= {b["id"], d["id"]} and a["id"] not in got
 
 

@@ -19,11 +19,9 @@ from kanvaro.deps import Ctx, require, require_any
 from kanvaro.schemas import Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
 from kanvaro.work.common import check_version, get_or_404, set_etag, stamp
-from kanvaro.work.models import Comment
+from kanvaro.work.models import COMMENT_FIELDS, Comment
 from kanvaro.work.schemas_tasks import CommentCreate, CommentOut, CommentUpdate
 from kanvaro.work.tasks import deny, get_task
-
-COMMENT_FIELDS = ("task_id", "author_id", "body")
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["comments"])
 IfMatch = Annotated[str | None, Header(alias="If-Match")]

@@ -12,8 +12,6 @@ of our own.
 
 from __future__ import annotations
 
-import hashlib
-import re
 import uuid
 from collections.abc import Sequence
 from datetime import date
@@ -21,7 +19,8 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from kanvaro.audit import service as audit
 from kanvaro.db import utcnow
@@ -30,7 +29,7 @@ from kanvaro.errors import Conflict, NotFound, Unprocessable
 from kanvaro.schemas import Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
 from kanvaro.work.common import check_version, get_project, set_etag, stamp, visible_projects
-from kanvaro.work.models import Invoice, InvoiceLine
+from kanvaro.work.models import Invoice, InvoiceCounter, InvoiceLine
 from kanvaro.work.schemas_finance import (
     MAX_MINOR,
     InvoiceCreate,
@@ -61,7 +60,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 # What may still change once an invoice has left the draft state.
 AFTER_DRAFT = frozenset({"status", "notes"})
-AUTO_NUMBER = re.compile(r"^INV-(\d+)$")
 
 router = APIRouter(prefix="/api/v1/invoices", tags=["invoices"])
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
@@ -151,23 +149,63 @@ def _build_lines(ctx: Ctx, invoice: Invoice, items: Sequence[LineIn]) -> list[In
     return lines
 
 
-async def _next_number(ctx: Ctx) -> str:
-    """The highest INV-nnnnnn number of the tenant plus one.
+# Automatic numbers are INV- and at least six digits; the number column holds 50 characters.
+NUMBER_LENGTH = Invoice.__table__.c.number.type.length
+AUTO_PREFIX = "INV-"
+# Taken numbers are looked up this many at a time when the counter has to skip some.
+SKIP_BATCH = 100
 
-    Longest first, then highest: a numeric suffix with more digits is larger. Numbers that
-    start with INV- but are not numeric are skipped.
+
+def _auto_number(value: int) -> str:
+    return f"{AUTO_PREFIX}{value:06d}"
+
+
+async def _lock_counter(ctx: Ctx) -> InvoiceCounter:
+    """The tenant's counter row, locked until the transaction ends.
+
+    Every number assignment (automatic or manual) goes through this lock, so two writers never
+    hand out or check the same number at once. PostgreSQL locks the row (``FOR UPDATE``); the
+    insert of a missing row does nothing on conflict, so two first creates meet on the lock.
+    SQLite transactions already hold the database write lock from ``BEGIN IMMEDIATE``. After
+    the wait, reads see what the other writer committed.
     """
-    rows = await ctx.db.execute(
-        select(Invoice.number)
-        .where(Invoice.number.like("INV-%"))
-        .order_by(func.length(Invoice.number).desc(), Invoice.number.desc())
-        .limit(100)
+    dialect = ctx.db.bind.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await ctx.db.execute(
+        insert(InvoiceCounter)
+        .values(id=uuid.uuid4(), tenant_id=ctx.tenant_id, last_value=0)
+        .on_conflict_do_nothing(index_elements=["tenant_id"])
     )
-    for (number,) in rows:
-        match = AUTO_NUMBER.match(number)
-        if match:
-            return f"INV-{int(match.group(1)) + 1:06d}"
-    return "INV-000001"
+    found = await ctx.db.execute(
+        select(InvoiceCounter)
+        .where(InvoiceCounter.tenant_id == ctx.tenant_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return found.scalar_one()
+
+
+async def _next_number(ctx: Ctx, counter: InvoiceCounter) -> str:
+    """The counter's next number that no invoice has taken (manual numbers are skipped).
+
+    Candidates are checked a batch at a time, so a run of 100 manual ``INV-…`` numbers costs
+    two queries, not a 500. A manual number never moves the counter, so a long one cannot make
+    the next automatic number overflow the column.
+    """
+    value = counter.last_value
+    while True:
+        batch = [_auto_number(value + i) for i in range(1, SKIP_BATCH + 1)]
+        if len(batch[-1]) > NUMBER_LENGTH:
+            raise _field_error(
+                Conflict, "number", "automatic numbering is exhausted; give a number"
+            )
+        rows = await ctx.db.execute(select(Invoice.number).where(Invoice.number.in_(batch)))
+        taken = set(rows.scalars())
+        for offset, number in enumerate(batch, start=1):
+            if number not in taken:
+                counter.last_value = value + offset
+                return number
+        value += SKIP_BATCH
 
 
 async def _number_taken(ctx: Ctx, number: str) -> bool:
@@ -175,30 +213,13 @@ async def _number_taken(ctx: Ctx, number: str) -> bool:
     return found.first() is not None
 
 
-def _lock_key(tenant_id: uuid.UUID) -> int:
-    digest = hashlib.blake2b(f"kanvaro:invoice-number:{tenant_id}".encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "big", signed=True)
-
-
-async def _lock_numbers(ctx: Ctx) -> None:
-    """Serialize number assignment within the tenant until the transaction ends.
-
-    Read-highest-then-insert would hand two concurrent writers the same number. PostgreSQL
-    takes a transaction-scoped advisory lock per tenant; SQLite transactions already hold the
-    database write lock from BEGIN IMMEDIATE. After the wait, the next read sees the number
-    the other writer committed.
-    """
-    if ctx.db.bind.dialect.name == "postgresql":
-        await ctx.db.execute(select(func.pg_advisory_xact_lock(_lock_key(ctx.tenant_id))))
-
-
 NUMBER_TAKEN = "an invoice with this number already exists"
 
 
 async def _assign_number(ctx: Ctx, invoice: Invoice, given: str | None) -> None:
-    await _lock_numbers(ctx)
+    counter = await _lock_counter(ctx)
     if given is None:
-        invoice.number = await _next_number(ctx)
+        invoice.number = await _next_number(ctx, counter)
     elif given != invoice.number:
         if await _number_taken(ctx, given):
             raise _field_error(Conflict, "number", NUMBER_TAKEN)

@@ -28,6 +28,20 @@ TASK_STATUSES = ("todo", "in-progress", "review", "done", "cancelled")
 INVOICE_STATUSES = ("draft", "sent", "paid", "void")
 PROJECT_ROLES = ("manager", "contributor", "observer")
 
+# The fields each audit entry of these rows records (shared by their own actions and by the
+# deletes that remove or change them as a consequence, so both record the same thing).
+MEMBER_FIELDS = ("project_id", "user_id", "project_role")
+COMMENT_FIELDS = ("task_id", "author_id", "body")
+TIME_FIELDS = (
+    "project_id",
+    "task_id",
+    "user_id",
+    "entry_date",
+    "hours",
+    "description",
+    "billable",
+)
+
 
 def _in(column: str, values: tuple[str, ...]) -> CheckConstraint:
     quoted = ", ".join(f"'{v}'" for v in values)
@@ -162,6 +176,21 @@ class Invoice(TenantScoped, Versioned, Base):
     total_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
     paid_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class InvoiceCounter(TenantScoped, Base):
+    """The last automatic invoice number of a tenant, one row per tenant.
+
+    Automatic numbers come from this counter under a row lock (``SELECT ... FOR UPDATE`` on
+    PostgreSQL; SQLite writers are serialised by ``BEGIN IMMEDIATE``), never from the highest
+    number in ``invoices``: manual numbers cannot push it past the column or make it repeat.
+    """
+
+    __tablename__ = "invoice_counters"
+    __table_args__ = (UniqueConstraint("tenant_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    last_value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class InvoiceLine(TenantScoped, Base):

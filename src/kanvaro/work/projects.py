@@ -10,19 +10,12 @@ from sqlalchemy import select
 
 from kanvaro.audit import service as audit
 from kanvaro.deps import Ctx, require
-from kanvaro.errors import Conflict, NotFound
-from kanvaro.identity.models import User
+from kanvaro.errors import Conflict, Unprocessable
 from kanvaro.schemas import Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
-from kanvaro.work.common import (
-    check_version,
-    get_or_404,
-    get_project,
-    set_etag,
-    stamp,
-    visible_projects,
-)
-from kanvaro.work.models import BudgetEntry, Invoice, Project, ProjectMember, TimeEntry
+from kanvaro.work import members, tasks
+from kanvaro.work.common import check_version, get_project, set_etag, stamp, visible_projects
+from kanvaro.work.models import BudgetEntry, Invoice, Project, ProjectMember, Task, TimeEntry
 from kanvaro.work.schemas import (
     MemberCreate,
     MemberOut,
@@ -42,7 +35,6 @@ PROJECT_FIELDS = (
     "start_date",
     "end_date",
 )
-MEMBER_FIELDS = ("project_id", "user_id", "project_role")
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
@@ -56,19 +48,8 @@ async def create_project(ctx: Ctx, data: ProjectCreate) -> Project:
     stamp(project, ctx, created=True)
     ctx.db.add(project)
     await ctx.db.flush()
-    if ctx.principal.project_scoped:
-        # A project-scoped creator must be able to see what they made.
-        ctx.db.add(
-            ProjectMember(
-                id=uuid.uuid4(),
-                tenant_id=ctx.tenant_id,
-                project_id=project.id,
-                user_id=ctx.actor_id,
-                project_role="manager",
-                created_by=ctx.actor_id,
-                updated_by=ctx.actor_id,
-            )
-        )
+    # A project-scoped creator must be able to see (and manage) what he made.
+    await members.add_creator(ctx, project.id)
     await ctx.record(
         "api:project:create",
         category="business_operations",
@@ -85,11 +66,13 @@ async def update_project(
     check_version(project.version, data.version, if_match)
     before = audit.snapshot(project, PROJECT_FIELDS)
     for name, value in data.model_dump(exclude_unset=True, exclude={"version"}).items():
-        if value is None and name in ("name", "status", "currency"):
-            raise Conflict(f"{name} cannot be null.")
         setattr(project, name, value)
     if project.start_date and project.end_date and project.end_date < project.start_date:
-        raise Conflict("endDate must not be before startDate.")
+        # Input that cannot be valid is a validation error (422), like the same check on create.
+        raise Unprocessable(
+            "endDate must not be before startDate.",
+            errors=[{"field": "endDate", "in": "body", "message": "must not be before startDate"}],
+        )
     stamp(project, ctx)
     await ctx.db.flush()
     await ctx.record(
@@ -108,10 +91,30 @@ KEEPERS = (("time entries", TimeEntry), ("budget entries", BudgetEntry), ("invoi
 
 
 async def delete_project(ctx: Ctx, project: Project) -> None:
+    """Delete a project with its tasks (and their comments and assignees) and memberships.
+
+    Nothing goes by ``ON DELETE CASCADE`` unseen: each task is deleted through
+    :func:`tasks.delete_task` and each membership through :func:`members.remove_member`, so
+    every removed row has its own audit entry in this transaction, marked ``via`` this
+    project's delete; the project's own entry comes last.
+    """
     for what, model in KEEPERS:
         found = await ctx.db.execute(select(model.id).where(model.project_id == project.id))
         if found.first() is not None:
             raise Conflict(f"The project still has {what}; remove them first.")
+    via = f"project:{project.id}"
+    task_rows = await ctx.db.execute(
+        select(Task).where(Task.project_id == project.id).order_by(Task.id)
+    )
+    for task in list(task_rows.scalars()):
+        await tasks.delete_task(ctx, task, via=via)
+    member_rows = await ctx.db.execute(
+        select(ProjectMember)
+        .where(ProjectMember.project_id == project.id)
+        .order_by(ProjectMember.id)
+    )
+    for member in list(member_rows.scalars()):
+        await members.remove_member(ctx, member, via=via)
     before = audit.snapshot(project, PROJECT_FIELDS)
     await ctx.db.delete(project)
     await ctx.db.flush()
@@ -210,48 +213,7 @@ async def list_members(
 async def add_member(
     project_id: uuid.UUID, body: MemberCreate, ctx: Annotated[Ctx, require(P.PROJECT_UPDATE)]
 ) -> ProjectMember:
-    await get_project(ctx, project_id)
-    # A scoped query: a user of another tenant is "unknown", never "forbidden".
-    if not (await ctx.db.execute(select(User.id).where(User.id == body.user_id))).first():
-        raise NotFound(
-            "No such user.", errors=[{"field": "userId", "in": "body", "message": "unknown user"}]
-        )
-    exists = await ctx.db.execute(
-        select(ProjectMember.id).where(
-            ProjectMember.project_id == project_id, ProjectMember.user_id == body.user_id
-        )
-    )
-    if exists.first():
-        raise Conflict("The user is already a member of this project.")
-    member = ProjectMember(
-        id=uuid.uuid4(),
-        tenant_id=ctx.tenant_id,
-        project_id=project_id,
-        user_id=body.user_id,
-        project_role=body.project_role,
-    )
-    stamp(member, ctx, created=True)
-    ctx.db.add(member)
-    await ctx.db.flush()
-    await ctx.record(
-        "api:project_member:create",
-        category="permissions",
-        resource_type="project_member",
-        resource_id=member.id,
-        changes=audit.diff(None, audit.snapshot(member, MEMBER_FIELDS)),
-    )
-    return member
-
-
-async def _member(ctx: Ctx, project_id: uuid.UUID, member_id: uuid.UUID) -> ProjectMember:
-    await get_project(ctx, project_id)
-    return await get_or_404(
-        ctx.db,
-        select(ProjectMember).where(
-            ProjectMember.id == member_id, ProjectMember.project_id == project_id
-        ),
-        "member",
-    )
+    return await members.add_member(ctx, project_id, body.user_id, body.project_role)
 
 
 @router.patch(
@@ -264,35 +226,15 @@ async def patch_member(
     ctx: Annotated[Ctx, require(P.PROJECT_UPDATE)],
     if_match: IfMatch = None,
 ) -> ProjectMember:
-    member = await _member(ctx, project_id, member_id)
-    check_version(member.version, body.version, if_match)
-    before = audit.snapshot(member, MEMBER_FIELDS)
-    member.project_role = body.project_role
-    stamp(member, ctx)
-    await ctx.db.flush()
-    await ctx.record(
-        "api:project_member:update",
-        category="permissions",
-        resource_type="project_member",
-        resource_id=member.id,
-        changes=audit.diff(before, audit.snapshot(member, MEMBER_FIELDS)),
+    member = await members.get_member(ctx, project_id, member_id)
+    return await members.update_member(
+        ctx, member, body.project_role, version=body.version, if_match=if_match
     )
-    return member
 
 
 @router.delete("/{project_id}/members/{member_id}", status_code=204)
 async def remove_member(
     project_id: uuid.UUID, member_id: uuid.UUID, ctx: Annotated[Ctx, require(P.PROJECT_UPDATE)]
 ) -> Response:
-    member = await _member(ctx, project_id, member_id)
-    before = audit.snapshot(member, MEMBER_FIELDS)
-    await ctx.db.delete(member)
-    await ctx.db.flush()
-    await ctx.record(
-        "api:project_member:delete",
-        category="permissions",
-        resource_type="project_member",
-        resource_id=member.id,
-        changes=audit.diff(before, None),
-    )
+    await members.remove_member(ctx, await members.get_member(ctx, project_id, member_id))
     return Response(status_code=204)

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from kanvaro.schemas import ApiModel, Currency, OutModel, PlainText, RichText
+from kanvaro.work.schemas_tasks import PatchModel
 
 ProjectStatus = Literal["planning", "active", "on-hold", "completed", "cancelled"]
 ProjectRole = Literal["manager", "contributor", "observer"]
@@ -36,7 +37,10 @@ class ProjectCreate(ApiModel):
         return self
 
 
-class ProjectUpdate(ApiModel):
+class ProjectUpdate(PatchModel):
+    # null for a required column is a validation error (422 naming the field), not a conflict.
+    not_null = frozenset({"name", "description", "status", "currency"})
+
     name: ProjectName | None = None
     description: ProjectDescription | None = None
     status: ProjectStatus | None = None

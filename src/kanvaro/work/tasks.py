@@ -18,7 +18,15 @@ from kanvaro.identity.models import User
 from kanvaro.schemas import Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
 from kanvaro.work.common import check_version, get_project, set_etag, stamp, visible_projects
-from kanvaro.work.models import Task, TaskAssignee
+from kanvaro.work.models import (
+    COMMENT_FIELDS,
+    TIME_FIELDS,
+    Comment,
+    ProjectMember,
+    Task,
+    TaskAssignee,
+    TimeEntry,
+)
 from kanvaro.work.schemas_tasks import TaskCreate, TaskOut, TaskPriority, TaskStatus, TaskUpdate
 
 TASK_FIELDS = ("project_id", "title", "description", "priority", "status", "due_date")
@@ -80,14 +88,42 @@ def _snapshot(task: Task, assignee_ids: Iterable[uuid.UUID]) -> dict[str, Any]:
     }
 
 
-async def _record(ctx: Ctx, action: str, task: Task, before: Any, after: Any) -> None:
+async def _record(
+    ctx: Ctx,
+    action: str,
+    task: Task,
+    before: Any,
+    after: Any,
+    *,
+    changes: dict[str, Any] | None = None,
+) -> None:
     await ctx.record(
         f"api:task:{action}",
         category="business_operations",
         resource_type="task",
         resource_id=task.id,
-        changes=audit.diff(before, after),
+        changes=changes if changes is not None else audit.diff(before, after),
     )
+
+
+async def may_assign(ctx: Ctx, project_id: uuid.UUID) -> bool:
+    """``task:assign`` from the role, or within one project from its ``manager`` project role.
+
+    The seed's role sets stay as they are (its admin holds no ``task:assign``); a project's
+    ``manager`` members assign the work of that project, so an admin (who holds
+    ``project:update``) makes himself or anyone a manager instead of asking the super admin.
+    """
+    principal = ctx.me()
+    if principal.has(P.TASK_ASSIGN):
+        return True
+    found = await ctx.db.execute(
+        select(ProjectMember.id).where(
+            ProjectMember.project_id == project_id,
+            ProjectMember.user_id == principal.user_id,
+            ProjectMember.project_role == "manager",
+        )
+    )
+    return found.first() is not None
 
 
 async def _check_assignees(ctx: Ctx, user_ids: list[uuid.UUID]) -> None:
@@ -136,7 +172,7 @@ async def _set_assignees(
 
 async def create_task(ctx: Ctx, data: TaskCreate) -> tuple[Task, list[uuid.UUID]]:
     await get_project(ctx, data.project_id)
-    if data.assignee_ids and not ctx.principal.has(P.TASK_ASSIGN):
+    if data.assignee_ids and not await may_assign(ctx, data.project_id):
         raise await deny(ctx, P.TASK_ASSIGN, "Assigning people needs permission task:assign.")
     await _check_assignees(ctx, data.assignee_ids)
     task = Task(
@@ -159,7 +195,7 @@ async def update_task(
     reassign = data.assignee_ids is not None and set(data.assignee_ids) != set(current)
     wanted = data.assignee_ids if reassign and data.assignee_ids is not None else current
     if reassign:
-        if not ctx.principal.has(P.TASK_ASSIGN):
+        if not await may_assign(ctx, task.project_id):
             raise await deny(ctx, P.TASK_ASSIGN, "Changing assignees needs permission task:assign.")
         await _check_assignees(ctx, wanted)
     before = _snapshot(task, current)
@@ -179,14 +215,57 @@ async def update_task(
     return task, sorted(wanted)
 
 
-async def delete_task(ctx: Ctx, task: Task) -> None:
+async def delete_task(ctx: Ctx, task: Task, *, via: str | None = None) -> None:
+    """Delete a task and account for every row that goes or changes with it.
+
+    The foreign keys would cascade silently (comments, assignees) or detach silently (time
+    entries, ``ON DELETE SET NULL``). Instead this removes and changes them here, each with its
+    own audit entry in this transaction, tagged as its own action would be (so a search by the
+    row's id finds it) and naming what caused it (``via``). Assignees are rows of the task and
+    appear in its own entry. Logged hours are never destroyed: their entries lose the task link.
+    """
+    cause = {"via": via or f"task:{task.id}"}
+    comments = (
+        await ctx.db.execute(
+            select(Comment).where(Comment.task_id == task.id).order_by(Comment.id)
+        )
+    ).scalars()
+    for comment in comments:
+        await ctx.record(
+            "api:comment:delete",
+            category="business_operations",
+            resource_type="comment",
+            resource_id=comment.id,
+            changes={**audit.diff(audit.snapshot(comment, COMMENT_FIELDS), None), **cause},
+        )
+        await ctx.db.delete(comment)
+    await ctx.db.flush()  # before the task's DELETE, which would cascade to them unseen
+    entries = (
+        await ctx.db.execute(
+            select(TimeEntry).where(TimeEntry.task_id == task.id).order_by(TimeEntry.id)
+        )
+    ).scalars()
+    for entry in entries:
+        before = audit.snapshot(entry, TIME_FIELDS)
+        entry.task_id = None
+        stamp(entry, ctx)
+        await ctx.db.flush()
+        await ctx.record(
+            "api:time_entry:update",
+            category="business_operations",
+            resource_type="time_entry",
+            resource_id=entry.id,
+            changes={**audit.diff(before, audit.snapshot(entry, TIME_FIELDS)), **cause},
+        )
     current = (await assignees_of(ctx, [task.id]))[task.id]
     before = _snapshot(task, current)
-    # Comments and assignees go with the task (ON DELETE CASCADE); time entries stay and
-    # lose their task link (ON DELETE SET NULL), so logged hours are never destroyed.
+    await ctx.db.execute(delete(TaskAssignee).where(TaskAssignee.task_id == task.id))
     await ctx.db.delete(task)
     await ctx.db.flush()
-    await _record(ctx, "delete", task, before, None)
+    changes = audit.diff(before, None)
+    if via:
+        changes["via"] = via
+    await _record(ctx, "delete", task, None, None, changes=changes)
 
 
 # --- routes ----------------------------------------------------------------------------------

@@ -7,12 +7,14 @@ of the projects they belong to (everyone's, so a team sees its own hours).
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from datetime import date
+from datetime import date, timedelta
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from kanvaro.audit import service as audit
 from kanvaro.deps import Ctx, require, require_any
@@ -21,19 +23,11 @@ from kanvaro.identity.models import User
 from kanvaro.schemas import Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
 from kanvaro.work.common import check_version, get_project, set_etag, stamp, visible_projects
-from kanvaro.work.models import Task, TimeEntry
-from kanvaro.work.schemas_time import TimeEntryCreate, TimeEntryOut, TimeEntryUpdate
+from kanvaro.work.models import TIME_FIELDS, Task, TimeEntry
+from kanvaro.work.schemas_time import CENT, TimeEntryCreate, TimeEntryOut, TimeEntryUpdate
 from kanvaro.work.tasks import deny
 
-TIME_FIELDS = (
-    "project_id",
-    "task_id",
-    "user_id",
-    "entry_date",
-    "hours",
-    "description",
-    "billable",
-)
+MAX_DAY_HOURS = Decimal(24)
 
 router = APIRouter(prefix="/api/v1/time-entries", tags=["time entries"])
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
@@ -77,7 +71,11 @@ async def _check_user(ctx: Ctx, user_id: uuid.UUID) -> None:
 async def _check_task(ctx: Ctx, project_id: uuid.UUID, task_id: uuid.UUID | None) -> None:
     if task_id is None:
         return
-    found = await ctx.db.execute(select(Task.project_id).where(Task.id == task_id))
+    # A task of a project the caller cannot see is "unknown", exactly like a made-up id: the
+    # answer must not tell that it exists (nor, below, which project it belongs to).
+    found = await ctx.db.execute(
+        visible_projects(ctx, select(Task.project_id).where(Task.id == task_id), Task.project_id)
+    )
     task_project = found.scalar_one_or_none()
     if task_project is None:
         raise NotFound(
@@ -87,6 +85,62 @@ async def _check_task(ctx: Ctx, project_id: uuid.UUID, task_id: uuid.UUID | None
         raise Unprocessable(
             "The task belongs to another project.",
             errors=[{"field": "taskId", "in": "body", "message": "not a task of projectId"}],
+        )
+
+
+def _check_date(ctx: Ctx, entry_date: date) -> None:
+    """Time is logged for dates in the configured range (a typo of a year, 0001 or 9999,
+    would otherwise skew every report)."""
+    settings = ctx.services.settings
+    earliest = settings.time_entry_min_date
+    latest = ctx.services.clock.now().date() + timedelta(days=settings.time_entry_max_days_ahead)
+    if not earliest <= entry_date <= latest:
+        message = f"must be between {earliest.isoformat()} and {latest.isoformat()}"
+        raise Unprocessable(
+            f"The date {message}.",
+            errors=[{"field": "date", "in": "body", "message": message}],
+        )
+
+
+def _day_lock_key(tenant_id: uuid.UUID, user_id: uuid.UUID, day: date) -> int:
+    digest = hashlib.blake2b(f"kanvaro:time:{tenant_id}:{user_id}:{day}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+async def _check_day_total(
+    ctx: Ctx,
+    user_id: uuid.UUID | None,
+    day: date,
+    hours: Decimal,
+    *,
+    except_id: uuid.UUID | None = None,
+) -> None:
+    """One person's hours on one day add up to at most 24, over all projects.
+
+    Read-sum-then-write would let two concurrent entries pass together, so the person's day is
+    locked first: a transaction-scoped advisory lock on PostgreSQL (the rows to lock may not
+    exist yet); SQLite transactions already hold the write lock from ``BEGIN IMMEDIATE``.
+    """
+    if user_id is None:
+        return
+    if ctx.db.bind.dialect.name == "postgresql":
+        key = _day_lock_key(ctx.tenant_id, user_id, day)
+        await ctx.db.execute(select(func.pg_advisory_xact_lock(key)))
+    stmt = select(func.coalesce(func.sum(TimeEntry.hours), 0)).where(
+        TimeEntry.user_id == user_id, TimeEntry.entry_date == day
+    )
+    if except_id is not None:
+        stmt = stmt.where(TimeEntry.id != except_id)
+    logged = Decimal((await ctx.db.execute(stmt)).scalar_one()).quantize(CENT)
+    if logged + hours > MAX_DAY_HOURS:
+        message = (
+            f"{day.isoformat()} already has {logged} hours logged; with {hours} more it would "
+            f"have {logged + hours}, and a day has at most {MAX_DAY_HOURS}"
+        )
+        raise Unprocessable(
+            f"Too many hours: {message}.",
+            errors=[{"field": "hours", "in": "body", "message": message}],
+            dayTotal=str(logged),
         )
 
 
@@ -111,6 +165,8 @@ async def create_entry(ctx: Ctx, data: TimeEntryCreate) -> TimeEntry:
     user_id = data.user_id or ctx.actor_id
     await _check_user(ctx, user_id)
     await _check_task(ctx, data.project_id, data.task_id)
+    _check_date(ctx, data.entry_date)
+    await _check_day_total(ctx, user_id, data.entry_date, data.hours)
     entry = TimeEntry(
         id=uuid.uuid4(),
         tenant_id=ctx.tenant_id,
@@ -135,6 +191,13 @@ async def update_entry(
         await _check_user(ctx, changes["user_id"])
     project_id = changes.get("project_id", entry.project_id)
     await _check_task(ctx, project_id, changes.get("task_id", entry.task_id))
+    day = changes.get("entry_date", entry.entry_date)
+    if "entry_date" in changes:
+        _check_date(ctx, day)
+    if {"entry_date", "hours", "user_id"} & changes.keys():
+        user_id = changes.get("user_id", entry.user_id)
+        hours = changes.get("hours", entry.hours)
+        await _check_day_total(ctx, user_id, day, hours, except_id=entry.id)
     before = audit.snapshot(entry, TIME_FIELDS)
     for name, value in changes.items():
         setattr(entry, name, value)
