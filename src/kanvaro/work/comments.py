@@ -16,9 +16,10 @@ from sqlalchemy import select
 
 from kanvaro.audit import service as audit
 from kanvaro.deps import Ctx, require, require_any
+from kanvaro.http_helpers import set_etag
 from kanvaro.schemas import Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
-from kanvaro.work.common import check_version, get_or_404, set_etag, stamp
+from kanvaro.work.common import check_version, get_or_404, stamp
 from kanvaro.work.models import COMMENT_FIELDS, Comment
 from kanvaro.work.schemas_tasks import CommentCreate, CommentOut, CommentUpdate
 from kanvaro.work.tasks import deny, get_task

@@ -1,8 +1,8 @@
 """Helpers of the work resources: project visibility and lookups.
 
-The helpers every domain shares moved to ``kanvaro.resources`` (framework-free) and
-``kanvaro.http_helpers`` (If-Match, ETag), so identity and tenancy need not import work; they
-are re-exported here for the work modules.
+The helpers every domain shares live in ``kanvaro.resources`` (framework-free; re-exported
+here for the work modules) and ``kanvaro.http_helpers`` (If-Match, ETag: routes import those
+themselves, so the work services stay free of the web framework).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from sqlalchemy import Select, select
 
 from kanvaro.acting import Acting as Ctx
 from kanvaro.errors import NotFound
-from kanvaro.http_helpers import etag, set_etag
 from kanvaro.resources import check_version, escape_like, get_or_404, stamp
 from kanvaro.work.models import Project, ProjectMember
 
@@ -23,11 +22,9 @@ M = TypeVar("M")
 __all__ = [
     "check_version",
     "escape_like",
-    "etag",
     "get_or_404",
     "get_project",
     "member_project_ids",
-    "set_etag",
     "stamp",
     "visible_projects",
 ]

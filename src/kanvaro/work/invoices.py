@@ -26,9 +26,10 @@ from kanvaro.audit import service as audit
 from kanvaro.db import utcnow
 from kanvaro.deps import Ctx, require
 from kanvaro.errors import Conflict, NotFound, Unprocessable
+from kanvaro.http_helpers import set_etag
 from kanvaro.schemas import Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
-from kanvaro.work.common import check_version, get_project, set_etag, stamp, visible_projects
+from kanvaro.work.common import check_version, get_project, stamp, visible_projects
 from kanvaro.work.models import Invoice, InvoiceCounter, InvoiceLine
 from kanvaro.work.schemas_finance import (
     MAX_MINOR,

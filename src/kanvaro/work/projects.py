@@ -11,10 +11,11 @@ from sqlalchemy import select
 from kanvaro.audit import service as audit
 from kanvaro.deps import Ctx, require
 from kanvaro.errors import Conflict, Unprocessable
+from kanvaro.http_helpers import set_etag
 from kanvaro.schemas import Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
 from kanvaro.work import members, tasks
-from kanvaro.work.common import check_version, get_project, set_etag, stamp, visible_projects
+from kanvaro.work.common import check_version, get_project, stamp, visible_projects
 from kanvaro.work.models import BudgetEntry, Invoice, Project, ProjectMember, Task, TimeEntry
 from kanvaro.work.schemas import (
     MemberCreate,

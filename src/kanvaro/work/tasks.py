@@ -14,10 +14,11 @@ from kanvaro.audit import service as audit
 from kanvaro.db import utcnow
 from kanvaro.deps import Ctx, require
 from kanvaro.errors import Forbidden, NotFound
+from kanvaro.http_helpers import set_etag
 from kanvaro.identity.models import User
 from kanvaro.schemas import Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
-from kanvaro.work.common import check_version, get_project, set_etag, stamp, visible_projects
+from kanvaro.work.common import check_version, get_project, stamp, visible_projects
 from kanvaro.work.models import (
     COMMENT_FIELDS,
     TIME_FIELDS,

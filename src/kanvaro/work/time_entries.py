@@ -19,10 +19,11 @@ from sqlalchemy import func, select
 from kanvaro.audit import service as audit
 from kanvaro.deps import Ctx, require, require_any
 from kanvaro.errors import NotFound, Unprocessable
+from kanvaro.http_helpers import set_etag
 from kanvaro.identity.models import User
 from kanvaro.schemas import Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
-from kanvaro.work.common import check_version, get_project, set_etag, stamp, visible_projects
+from kanvaro.work.common import check_version, get_project, stamp, visible_projects
 from kanvaro.work.models import TIME_FIELDS, Task, TimeEntry
 from kanvaro.work.schemas_time import CENT, TimeEntryCreate, TimeEntryOut, TimeEntryUpdate
 from kanvaro.work.tasks import deny
