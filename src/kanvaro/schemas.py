@@ -7,12 +7,19 @@ import binascii
 import re
 import unicodedata
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import nh3
 import phonenumbers
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 from sqlalchemy import Select, and_, or_
 
@@ -21,12 +28,30 @@ from kanvaro.errors import BadRequest
 T = TypeVar("T")
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple | set):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
+
+
 class ApiModel(BaseModel):
     """Input models: camelCase on the wire, unknown fields refused (422 naming the field)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", str_strip_whitespace=True
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold NUL: left alone it fails in the driver as a 500.
+        if _has_nul(value):
+            raise ValueError("Must not contain NUL characters.")
+        return value
 
 
 class OutModel(BaseModel):
@@ -131,15 +156,63 @@ def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def utc_instant(value: datetime) -> datetime:
+    """An instant in UTC, or ValueError.
+
+    A naive datetime is ambiguous (whose midnight?), and an aware one near the ends of the
+    calendar (``0001-01-01T00:00:00+14:00``) has no UTC equivalent: converting it overflows,
+    which used to surface as a 500 from the database driver. Both are the client's error.
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("Must include a time zone, e.g. 2026-01-31T00:00:00Z.")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("Is outside the supported range of dates.") from None
+
+
+_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+def _iso_only(value: Any) -> Any:
+    # Pydantic's lax mode reads 0.5 or "1700000000" as Unix time; the API documents ISO 8601
+    # (format: date-time), so a number is refused rather than silently meaning 1970.
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.match(value)):
+        raise ValueError("Must be an ISO 8601 date-time, e.g. 2026-01-31T00:00:00Z.")
+    return value
+
+
+# For query filters and body fields that are instants: ISO 8601, tz-aware, normalised to UTC,
+# in range.
+UtcDatetime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(utc_instant)]
+
+
+def invalid_cursor() -> BadRequest:
+    return BadRequest(
+        "The cursor is invalid; use the nextCursor of a previous page.",
+        errors=[{"field": "cursor", "in": "query", "message": "Is not a valid cursor."}],
+    )
+
+
+MAX_CURSOR_LENGTH = 512  # ours are < 100 characters; anything longer is not ours
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    # A cursor is client input like any other: anything that decodes but could not have come
+    # from encode_cursor (naive or out-of-range time, odd UUID forms) is refused here, not
+    # left to fail inside the database driver.
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise invalid_cursor()
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, row_id = raw.split("|", 1)
-        return datetime.fromisoformat(stamp), uuid.UUID(row_id)
+        created_at = utc_instant(datetime.fromisoformat(stamp))
+        parsed_id = uuid.UUID(row_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest(
-            "The cursor is invalid.", errors=[{"field": "cursor", "message": "invalid cursor"}]
-        ) from None
+        raise invalid_cursor() from None
+    if str(parsed_id) != row_id:
+        raise invalid_cursor()
+    return created_at, parsed_id
 
 
 def paginate(stmt: Select[Any], model: Any, cursor: str | None, limit: int) -> Select[Any]:
