@@ -79,3 +79,13 @@ async def test_changing_needs_settings_update(tenant):
     r = await tenant.client.patch(POLICY, headers=pm.headers, json={"minLength": 20})
     assert r.status_code == 403
     assert (await tenant.client.get(POLICY, headers=pm.headers)).json() == SEED_DEFAULT
+
+
+async def test_a_null_policy_field_is_refused_not_a_500(tenant):
+    r = await tenant.client.patch(
+        "/api/v1/tenant/settings/password-policy",
+        headers=tenant.admin.headers,
+        json={"requireDigit": None},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "requireDigit"

@@ -76,6 +76,10 @@ class LookupAcceptedOut(OutModel):
     detail: str
 
 
+class InvitationSentOut(OutModel):
+    detail: str
+
+
 class TenantSignInOut(OutModel):
     slug: str
     name: str

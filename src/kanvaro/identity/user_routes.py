@@ -14,7 +14,7 @@ from kanvaro.errors import NotFound
 from kanvaro.http_helpers import IfMatch, set_etag
 from kanvaro.identity import user_service
 from kanvaro.identity.models import User
-from kanvaro.identity.schemas import UserCreate, UserOut, UserUpdate
+from kanvaro.identity.schemas import InvitationSentOut, UserCreate, UserOut, UserUpdate
 from kanvaro.resources import escape_like
 from kanvaro.schemas import Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
@@ -130,12 +130,17 @@ async def patch_user(
     return _phone_shown(ctx, await user_service.out_of(ctx, user))
 
 
-@router.post("/{user_id}/invitation", status_code=202)
-async def resend_invitation(user_id: uuid.UUID, ctx: Inviter) -> Response:
+@router.post(
+    "/{user_id}/invitation",
+    status_code=202,
+    response_model=InvitationSentOut,
+    response_model_by_alias=True,
+)
+async def resend_invitation(user_id: uuid.UUID, ctx: Inviter) -> InvitationSentOut:
     """A fresh invitation mail for a member who has not accepted yet (earlier links stop
-    working)."""
+    working); the mail goes out once this request has committed."""
     await user_service.resend_invitation(ctx, await _user(ctx, user_id))
-    return Response(status_code=202)
+    return InvitationSentOut(detail="A new invitation is on its way.")
 
 
 @router.delete("/{user_id}", status_code=204)

@@ -76,18 +76,20 @@ class RoleOut(OutModel):
 class PasswordPolicyIn(ApiModel):
     """A partial change: fields left out keep their current value."""
 
-    min_length: int | None = Field(default=None, ge=8, le=1024)
-    max_length: int | None = Field(default=None, ge=8, le=1024)
-    require_upper: bool | None = None
-    require_lower: bool | None = None
-    require_digit: bool | None = None
-    require_special: bool | None = None
-    check_blocklist: bool | None = None
+    # Optional but never null: a null would mean "unset" and has no policy meaning (it was a
+    # 500). The defaults are not validated, and only fields sent are merged (exclude_unset).
+    min_length: int = Field(default=None, ge=8, le=1024)  # type: ignore[assignment]
+    max_length: int = Field(default=None, ge=8, le=1024)  # type: ignore[assignment]
+    require_upper: bool = None  # type: ignore[assignment]
+    require_lower: bool = None  # type: ignore[assignment]
+    require_digit: bool = None  # type: ignore[assignment]
+    require_special: bool = None  # type: ignore[assignment]
+    check_blocklist: bool = None  # type: ignore[assignment]
 
     @model_validator(mode="after")
-    def _something(self) -> PasswordPolicyIn:
+    def _names_a_field(self) -> PasswordPolicyIn:
         if not self.model_fields_set:
-            raise ValueError("name at least one policy field to change")
+            raise ValueError("Name at least one policy field to change.")
         return self
 
 
