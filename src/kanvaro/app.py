@@ -11,11 +11,12 @@ from starlette.middleware.cors import CORSMiddleware
 from kanvaro import __version__
 from kanvaro.config import Settings
 from kanvaro.db import MissingTenantContext
-from kanvaro.errors import Unprocessable, install_error_handlers, problem_response
+from kanvaro.errors import Unprocessable
 from kanvaro.middleware.body_limit import BodyLimitMiddleware
 from kanvaro.middleware.catch_all import CatchAllMiddleware
 from kanvaro.middleware.request_id import RequestIdMiddleware
 from kanvaro.middleware.security_headers import SecurityHeadersMiddleware
+from kanvaro.problems import install_error_handlers, problem_response
 from kanvaro.services import Services
 from kanvaro.web import docs as web_docs
 from kanvaro.web import invitation as web_invitation

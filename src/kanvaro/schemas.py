@@ -7,7 +7,7 @@ import binascii
 import re
 import unicodedata
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import nh3
@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -76,7 +77,14 @@ def _person_name(value: str) -> str:
     return value
 
 
-PersonName = Annotated[str, Field(min_length=1, max_length=50), AfterValidator(_person_name)]
+# The pattern says in the schema what _person_name checks (a letter first, then letters and
+# ' .-'; no digits or '_'), so a schema-valid name is an accepted one.
+PERSON_NAME_PATTERN = r"^[^\W\d_](?:[^\W\d_]|[ .'\-])*$"
+PersonName = Annotated[
+    str,
+    Field(min_length=1, max_length=50, pattern=PERSON_NAME_PATTERN),
+    AfterValidator(_person_name),
+]
 
 
 def _e164(value: str) -> str:
@@ -139,9 +147,15 @@ def _plain(value: str) -> str:
     return value
 
 
+# No control characters but tab and newline (Unicode category Cc), said in the schema too.
+PLAIN_TEXT_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+
+
 def PlainText(min_length: int, max_length: int) -> Any:
     return Annotated[
-        str, Field(min_length=min_length, max_length=max_length), AfterValidator(_plain)
+        str,
+        Field(min_length=min_length, max_length=max_length, pattern=PLAIN_TEXT_PATTERN),
+        AfterValidator(_plain),
     ]
 
 
@@ -185,6 +199,38 @@ def _iso_only(value: Any) -> Any:
 # For query filters and body fields that are instants: ISO 8601, tz-aware, normalised to UTC,
 # in range.
 UtcDatetime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(utc_instant)]
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_date_only(value: Any) -> Any:
+    # Lax mode reads 0 (or "0") as 1970-01-01 and "2026-01-31T00:00:00" as a date; the schema
+    # says format: date, so only YYYY-MM-DD (or a date object from our own code) gets through.
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _ISO_DATE.match(value):
+        return value
+    raise ValueError("Must be an ISO 8601 date, e.g. 2026-01-31.")
+
+
+# Calendar dates in bodies and query filters.
+IsoDate = Annotated[date, BeforeValidator(_iso_date_only)]
+
+# Booleans in JSON bodies: true or false only (lax mode also takes 0, 1, "yes", "off").
+JsonBool = StrictBool
+
+
+def _query_bool(value: Any) -> Any:
+    # A query string carries text, so strict mode cannot apply; the schema's boolean is
+    # serialised as "true"/"false", and "0", "1", "yes" or "on" are refused like any other word.
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise ValueError("Must be true or false.")
+
+
+QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
 
 
 def invalid_cursor() -> BadRequest:

@@ -13,7 +13,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
 from kanvaro.db import unique_violation_columns
-from kanvaro.errors import install_error_handlers
+from kanvaro.problems import install_error_handlers
 from kanvaro.work.models import ProjectMember
 from tests.conftest import PG_ADMIN_URL
 from tests.work.conftest import new_project

@@ -16,7 +16,7 @@ from kanvaro.identity import user_service
 from kanvaro.identity.models import User
 from kanvaro.identity.schemas import InvitationSentOut, UserCreate, UserOut, UserUpdate
 from kanvaro.resources import escape_like
-from kanvaro.schemas import Page, page_of, paginate
+from kanvaro.schemas import Page, QueryBool, page_of, paginate
 from kanvaro.security.permissions import Permission as P
 from kanvaro.tenancy.models import Role
 from kanvaro.work.models import ProjectMember
@@ -67,7 +67,7 @@ async def list_users(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     role: Annotated[str | None, Query(max_length=50)] = None,
-    is_active: Annotated[bool | None, Query(alias="isActive")] = None,
+    is_active: Annotated[QueryBool | None, Query(alias="isActive")] = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
     phone: Annotated[str | None, Query(max_length=32)] = None,
 ) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kanvaro.errors import problem_response
+from kanvaro.problems import problem_response
 
 
 class _TooLarge(HTTPException):

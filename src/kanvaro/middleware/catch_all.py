@@ -13,7 +13,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kanvaro.db import Outage, is_unavailable
-from kanvaro.errors import problem_response, unavailable_response
+from kanvaro.problems import problem_response, unavailable_response
 
 log = structlog.get_logger("kanvaro.errors")
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from kanvaro.deps import Ctx, require
 from kanvaro.http_helpers import IfMatch, set_etag
 from kanvaro.resources import get_or_404
-from kanvaro.schemas import Page, page_of, paginate
+from kanvaro.schemas import Page, QueryBool, page_of, paginate
 from kanvaro.security.permissions import Permission as P
 from kanvaro.tenancy import role_service
 from kanvaro.tenancy.models import Role
@@ -43,7 +43,7 @@ async def list_roles(
     ctx: Annotated[Ctx, require(P.ROLE_READ)],
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    system: Annotated[bool | None, Query(alias="isSystem")] = None,
+    system: Annotated[QueryBool | None, Query(alias="isSystem")] = None,
 ) -> dict[str, Any]:
     stmt = select(Role)
     if system is not None:

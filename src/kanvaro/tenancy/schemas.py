@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from kanvaro.schemas import ApiModel, OutModel, PlainText
+from kanvaro.schemas import ApiModel, JsonBool, OutModel, PlainText
 from kanvaro.security.passwords import PasswordPolicy
 from kanvaro.security.permissions import BuiltinRole, parse_permissions
 
@@ -37,7 +37,7 @@ class RoleCreate(ApiModel):
     name: RoleName
     description: RoleDescription = ""
     permissions: list[str] = Field(max_length=100)
-    project_scoped: bool = True
+    project_scoped: JsonBool = True
 
     @field_validator("permissions")
     @classmethod
@@ -49,7 +49,7 @@ class RoleUpdate(ApiModel):
     name: RoleName | None = None
     description: RoleDescription | None = None
     permissions: list[str] | None = Field(default=None, max_length=100)
-    project_scoped: bool | None = None
+    project_scoped: JsonBool | None = None
     version: int | None = Field(default=None, ge=1)
 
     @field_validator("permissions")
@@ -80,11 +80,11 @@ class PasswordPolicyIn(ApiModel):
     # 500). The defaults are not validated, and only fields sent are merged (exclude_unset).
     min_length: int = Field(default=None, ge=8, le=1024)  # type: ignore[assignment]
     max_length: int = Field(default=None, ge=8, le=1024)  # type: ignore[assignment]
-    require_upper: bool = None  # type: ignore[assignment]
-    require_lower: bool = None  # type: ignore[assignment]
-    require_digit: bool = None  # type: ignore[assignment]
-    require_special: bool = None  # type: ignore[assignment]
-    check_blocklist: bool = None  # type: ignore[assignment]
+    require_upper: JsonBool = None  # type: ignore[assignment]
+    require_lower: JsonBool = None  # type: ignore[assignment]
+    require_digit: JsonBool = None  # type: ignore[assignment]
+    require_special: JsonBool = None  # type: ignore[assignment]
+    check_blocklist: JsonBool = None  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _names_a_field(self) -> PasswordPolicyIn:

@@ -7,7 +7,6 @@ cannot be summed, so a different currency is refused). Only an adjustment may be
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
@@ -17,7 +16,7 @@ from kanvaro.audit import service as audit
 from kanvaro.deps import Ctx, require
 from kanvaro.errors import NotFound, Unprocessable
 from kanvaro.http_helpers import set_etag
-from kanvaro.schemas import Page, page_of, paginate
+from kanvaro.schemas import IsoDate, Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
 from kanvaro.work.common import check_version, get_project, stamp, visible_projects
 from kanvaro.work.models import BudgetEntry, Project
@@ -135,8 +134,8 @@ async def list_entries(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     project_id: Annotated[uuid.UUID | None, Query(alias="projectId")] = None,
     kind: BudgetKind | None = None,
-    date_from: Annotated[date | None, Query(alias="from")] = None,
-    date_to: Annotated[date | None, Query(alias="to")] = None,
+    date_from: Annotated[IsoDate | None, Query(alias="from")] = None,
+    date_to: Annotated[IsoDate | None, Query(alias="to")] = None,
 ) -> dict[str, Any]:
     """Filters combine with AND; ``from``/``to`` are inclusive dates."""
     stmt = visible_projects(ctx, select(BudgetEntry), BudgetEntry.project_id)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -27,7 +26,7 @@ from kanvaro.db import utcnow
 from kanvaro.deps import Ctx, require
 from kanvaro.errors import Conflict, NotFound, Unprocessable
 from kanvaro.http_helpers import set_etag
-from kanvaro.schemas import Page, page_of, paginate
+from kanvaro.schemas import IsoDate, Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
 from kanvaro.work.common import check_version, get_project, stamp, visible_projects
 from kanvaro.work.models import Invoice, InvoiceCounter, InvoiceLine
@@ -339,8 +338,8 @@ async def list_invoices(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     status: InvoiceStatus | None = None,
     project_id: Annotated[uuid.UUID | None, Query(alias="projectId")] = None,
-    date_from: Annotated[date | None, Query(alias="from")] = None,
-    date_to: Annotated[date | None, Query(alias="to")] = None,
+    date_from: Annotated[IsoDate | None, Query(alias="from")] = None,
+    date_to: Annotated[IsoDate | None, Query(alias="to")] = None,
 ) -> dict[str, Any]:
     """Filters combine with AND; ``from``/``to`` bound the issue date (inclusive)."""
     stmt = visible_projects(ctx, select(Invoice), Invoice.project_id)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from kanvaro.schemas import ApiModel, Currency, OutModel, PlainText, RichText
+from kanvaro.schemas import ApiModel, Currency, IsoDate, OutModel, PlainText, RichText
 from kanvaro.work.schemas_tasks import PatchModel
 
 ProjectStatus = Literal["planning", "active", "on-hold", "completed", "cancelled"]
@@ -28,8 +28,8 @@ class ProjectCreate(ApiModel):
     status: ProjectStatus = "planning"
     budget_minor: int | None = Field(default=None, ge=0, le=10**15)
     currency: Currency = "USD"
-    start_date: date | None = None
-    end_date: date | None = None
+    start_date: IsoDate | None = None
+    end_date: IsoDate | None = None
 
     @model_validator(mode="after")
     def _order(self) -> ProjectCreate:
@@ -46,8 +46,8 @@ class ProjectUpdate(PatchModel):
     status: ProjectStatus | None = None
     budget_minor: int | None = Field(default=None, ge=0, le=10**15)
     currency: Currency | None = None
-    start_date: date | None = None
-    end_date: date | None = None
+    start_date: IsoDate | None = None
+    end_date: IsoDate | None = None
     version: int | None = Field(default=None, ge=1)
 
 

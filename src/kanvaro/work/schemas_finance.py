@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, EmailStr, Field, model_validator
 
-from kanvaro.schemas import ApiModel, Currency, OutModel, PlainText
+from kanvaro.schemas import ApiModel, Currency, IsoDate, OutModel, PlainText
 from kanvaro.work.schemas_tasks import PatchModel
 from kanvaro.work.schemas_time import two_places
 
@@ -43,7 +43,7 @@ class BudgetCreate(ApiModel):
     description: BudgetDescription = ""
     amount_minor: AmountMinor
     currency: Currency | None = None  # defaults to the project's; must equal it
-    entry_date: Date = Field(alias="date")
+    entry_date: IsoDate = Field(alias="date")
 
 
 class BudgetUpdate(PatchModel):
@@ -54,7 +54,7 @@ class BudgetUpdate(PatchModel):
     description: BudgetDescription | None = None
     amount_minor: AmountMinor | None = None
     currency: Currency | None = None
-    entry_date: Date | None = Field(default=None, alias="date")
+    entry_date: IsoDate | None = Field(default=None, alias="date")
     version: int | None = Field(default=None, ge=1)
 
 
@@ -102,8 +102,8 @@ class InvoiceCreate(ApiModel):
     client_name: PlainText(1, 200)
     client_email: EmailStr | None = None
     currency: Currency | None = None  # defaults to the project's currency
-    issue_date: Date | None = None  # defaults to today (UTC)
-    due_date: Date | None = None
+    issue_date: IsoDate | None = None  # defaults to today (UTC)
+    due_date: IsoDate | None = None
     notes: PlainText(0, 2000) = ""
     lines: list[LineIn] = Field(default_factory=list, max_length=MAX_LINES)
 
@@ -120,8 +120,8 @@ class InvoiceUpdate(PatchModel):
     client_name: PlainText(1, 200) | None = None
     client_email: EmailStr | None = None
     currency: Currency | None = None
-    issue_date: Date | None = None
-    due_date: Date | None = None
+    issue_date: IsoDate | None = None
+    due_date: IsoDate | None = None
     notes: PlainText(0, 2000) | None = None
     lines: list[LineIn] | None = Field(default=None, max_length=MAX_LINES)
     status: InvoiceStatus | None = None

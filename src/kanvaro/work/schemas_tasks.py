@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
-from kanvaro.schemas import ApiModel, OutModel, PlainText, RichText
+from kanvaro.schemas import ApiModel, IsoDate, OutModel, PlainText, RichText
 
 TaskPriority = Literal["low", "medium", "high", "critical"]
 TaskStatus = Literal["todo", "in-progress", "review", "done", "cancelled"]
@@ -61,7 +61,7 @@ class TaskCreate(ApiModel):
     description: TaskDescription = ""
     priority: TaskPriority = "medium"
     status: TaskStatus = "todo"
-    due_date: date | None = None
+    due_date: IsoDate | None = None
     assignee_ids: AssigneeIds = Field(default_factory=list)
 
 
@@ -72,7 +72,7 @@ class TaskUpdate(PatchModel):
     description: TaskDescription | None = None
     priority: TaskPriority | None = None
     status: TaskStatus | None = None
-    due_date: date | None = None
+    due_date: IsoDate | None = None
     assignee_ids: AssigneeIds | None = None
     version: int | None = Field(default=None, ge=1)
 

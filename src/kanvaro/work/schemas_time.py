@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from kanvaro.schemas import ApiModel, OutModel, PlainText
+from kanvaro.schemas import ApiModel, IsoDate, JsonBool, OutModel, PlainText
 from kanvaro.work.schemas_tasks import PatchModel
 
 CENT = Decimal("0.01")
@@ -36,10 +36,10 @@ class TimeEntryCreate(ApiModel):
     project_id: uuid.UUID
     task_id: uuid.UUID | None = None
     user_id: uuid.UUID | None = None  # someone else needs time:manage
-    entry_date: Date = Field(alias="date")
+    entry_date: IsoDate = Field(alias="date")
     hours: Hours
     description: TimeDescription = ""
-    billable: bool = True
+    billable: JsonBool = True
 
 
 class TimeEntryUpdate(PatchModel):
@@ -50,10 +50,10 @@ class TimeEntryUpdate(PatchModel):
     project_id: uuid.UUID | None = None
     task_id: uuid.UUID | None = None
     user_id: uuid.UUID | None = None
-    entry_date: Date | None = Field(default=None, alias="date")
+    entry_date: IsoDate | None = Field(default=None, alias="date")
     hours: Hours | None = None
     description: TimeDescription | None = None
-    billable: bool | None = None
+    billable: JsonBool | None = None
     version: int | None = Field(default=None, ge=1)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
@@ -16,7 +15,7 @@ from kanvaro.deps import Ctx, require
 from kanvaro.errors import Forbidden, NotFound
 from kanvaro.http_helpers import set_etag
 from kanvaro.identity.models import User
-from kanvaro.schemas import Page, page_of, paginate
+from kanvaro.schemas import IsoDate, Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
 from kanvaro.work.common import check_version, get_project, stamp, visible_projects
 from kanvaro.work.models import (
@@ -281,8 +280,8 @@ async def list_tasks(
     status: TaskStatus | None = None,
     priority: TaskPriority | None = None,
     assignee_id: Annotated[uuid.UUID | None, Query(alias="assigneeId")] = None,
-    due_before: Annotated[date | None, Query(alias="dueBefore")] = None,
-    due_after: Annotated[date | None, Query(alias="dueAfter")] = None,
+    due_before: Annotated[IsoDate | None, Query(alias="dueBefore")] = None,
+    due_after: Annotated[IsoDate | None, Query(alias="dueAfter")] = None,
 ) -> dict[str, Any]:
     """Filters combine with AND; ``dueBefore``/``dueAfter`` are inclusive."""
     stmt = visible_projects(ctx, select(Task), Task.project_id)

@@ -21,7 +21,7 @@ from kanvaro.deps import Ctx, require, require_any
 from kanvaro.errors import NotFound, Unprocessable
 from kanvaro.http_helpers import set_etag
 from kanvaro.identity.models import User
-from kanvaro.schemas import Page, page_of, paginate
+from kanvaro.schemas import IsoDate, Page, page_of, paginate
 from kanvaro.security.permissions import Permission as P
 from kanvaro.work.common import check_version, get_project, stamp, visible_projects
 from kanvaro.work.models import TIME_FIELDS, Task, TimeEntry
@@ -227,8 +227,8 @@ async def list_entries(
     project_id: Annotated[uuid.UUID | None, Query(alias="projectId")] = None,
     task_id: Annotated[uuid.UUID | None, Query(alias="taskId")] = None,
     user_id: Annotated[uuid.UUID | None, Query(alias="userId")] = None,
-    date_from: Annotated[date | None, Query(alias="from")] = None,
-    date_to: Annotated[date | None, Query(alias="to")] = None,
+    date_from: Annotated[IsoDate | None, Query(alias="from")] = None,
+    date_to: Annotated[IsoDate | None, Query(alias="to")] = None,
     billable: bool | None = None,
 ) -> dict[str, Any]:
     """Filters combine with AND; ``from``/``to`` are inclusive dates."""
