@@ -11,10 +11,10 @@ from typing import Annotated
 import typer
 
 from kanvaro import __version__, cli_support
-from kanvaro.commands.audit import app as audit_app
 from kanvaro.cli_support import typer_app
-from kanvaro.config import Settings
+from kanvaro.commands.audit import app as audit_app
 from kanvaro.commands.keys import keys_app, secrets_app
+from kanvaro.config import Settings
 
 app = typer_app("Kanvaro: self-hosted project management with enterprise security.")
 app.add_typer(keys_app, name="keys")
