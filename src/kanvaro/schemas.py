@@ -233,6 +233,22 @@ def _query_bool(value: Any) -> Any:
 QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
 
 
+def _json_int(value: Any) -> Any:
+    # Lax mode reads false as 0 and "5" as 5; a JSON integer is a number (5 or 5.0).
+    if isinstance(value, bool | str):
+        raise ValueError("Must be an integer.")
+    return value
+
+
+# Integers in JSON bodies (query strings such as limit stay text and use plain int).
+JsonInt = Annotated[int, BeforeValidator(_json_int)]
+# The row version an update names (optimistic concurrency). The bound comes before the
+# validator: after it, pydantic cannot place it in the schema and writes a raw "ge".
+Version = Annotated[int, Field(ge=1), BeforeValidator(_json_int)]
+# An amount in minor currency units (cents), as budgets carry it.
+MinorUnits = Annotated[int, Field(ge=0, le=10**15), BeforeValidator(_json_int)]
+
+
 def invalid_cursor() -> BadRequest:
     return BadRequest(
         "The cursor is invalid; use the nextCursor of a previous page.",

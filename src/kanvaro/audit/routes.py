@@ -29,7 +29,12 @@ from kanvaro.tenancy.models import Tenant
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 TenantParam = Annotated[
     str | None,
-    Query(description="Tenant id, or 'instance' (super admin only)", max_length=36),
+    Query(
+        description="Tenant id, or 'instance' (super admin only)",
+        max_length=36,
+        # Said in the schema too, so a schema-valid value is never the 422 below.
+        pattern=r"^(instance|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$",
+    ),
 ]
 
 

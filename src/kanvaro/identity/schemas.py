@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import Field
 
 from kanvaro.identity.emails import EmailAddress
-from kanvaro.schemas import ApiModel, E164Phone, JsonBool, OutModel, PersonName
+from kanvaro.schemas import ApiModel, E164Phone, JsonBool, OutModel, PersonName, Version
 
 
 class LoginIn(ApiModel):
@@ -102,7 +102,7 @@ class UserUpdate(ApiModel):
     role: str | None = Field(default=None, min_length=1, max_length=50)
     phone: E164Phone | None = None
     is_active: JsonBool | None = None
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
 
 
 class UserOut(OutModel):

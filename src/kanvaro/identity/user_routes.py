@@ -66,7 +66,8 @@ async def list_users(
     ctx: Reader,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    role: Annotated[str | None, Query(max_length=50)] = None,
+    # No NUL (refused for every input, PostgreSQL text cannot hold it), said in the schema.
+    role: Annotated[str | None, Query(max_length=50, pattern=r"^[^\x00]*$")] = None,
     is_active: Annotated[QueryBool | None, Query(alias="isActive")] = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
     phone: Annotated[str | None, Query(max_length=32)] = None,

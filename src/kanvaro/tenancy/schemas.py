@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
 
-from kanvaro.schemas import ApiModel, JsonBool, OutModel, PlainText
+from kanvaro.schemas import ApiModel, JsonBool, JsonInt, OutModel, PlainText, Version
 from kanvaro.security.passwords import PasswordPolicy
-from kanvaro.security.permissions import BuiltinRole, parse_permissions
+from kanvaro.security.permissions import BuiltinRole, Permission, parse_permissions
 
 
 def _role_name(value: str) -> str:
@@ -22,7 +22,18 @@ def _role_name(value: str) -> str:
     return value
 
 
-RoleName = Annotated[str, Field(min_length=2, max_length=50), AfterValidator(_role_name)]
+# The pattern is _role_name's character rule said in the schema (a schema-valid name is
+# accepted); the built-in names are refused by the validator alone (case-insensitive).
+RoleName = Annotated[
+    str,
+    Field(min_length=2, max_length=50, pattern=r"^[^\W_][\w .\-]*$"),
+    AfterValidator(_role_name),
+]
+# The closed set of permission names, as an enum in the schema. Validated by _permissions
+# from the same Permission set, which names every unknown one in a single 422 on the list.
+PermissionName = Annotated[
+    str, WithJsonSchema({"type": "string", "enum": sorted(p.value for p in Permission)})
+]
 RoleDescription = PlainText(0, 500)
 
 
@@ -36,7 +47,7 @@ def _permissions(values: list[str]) -> list[str]:
 class RoleCreate(ApiModel):
     name: RoleName
     description: RoleDescription = ""
-    permissions: list[str] = Field(max_length=100)
+    permissions: list[PermissionName] = Field(max_length=100)
     project_scoped: JsonBool = True
 
     @field_validator("permissions")
@@ -48,9 +59,9 @@ class RoleCreate(ApiModel):
 class RoleUpdate(ApiModel):
     name: RoleName | None = None
     description: RoleDescription | None = None
-    permissions: list[str] | None = Field(default=None, max_length=100)
+    permissions: list[PermissionName] | None = Field(default=None, max_length=100)
     project_scoped: JsonBool | None = None
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
 
     @field_validator("permissions")
     @classmethod
@@ -78,8 +89,8 @@ class PasswordPolicyIn(ApiModel):
 
     # Optional but never null: a null would mean "unset" and has no policy meaning (it was a
     # 500). The defaults are not validated, and only fields sent are merged (exclude_unset).
-    min_length: int = Field(default=None, ge=8, le=1024)  # type: ignore[assignment]
-    max_length: int = Field(default=None, ge=8, le=1024)  # type: ignore[assignment]
+    min_length: JsonInt = Field(default=None, ge=8, le=1024)  # type: ignore[assignment]
+    max_length: JsonInt = Field(default=None, ge=8, le=1024)  # type: ignore[assignment]
     require_upper: JsonBool = None  # type: ignore[assignment]
     require_lower: JsonBool = None  # type: ignore[assignment]
     require_digit: JsonBool = None  # type: ignore[assignment]

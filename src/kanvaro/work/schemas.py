@@ -6,9 +6,18 @@ import uuid
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
-from kanvaro.schemas import ApiModel, Currency, IsoDate, OutModel, PlainText, RichText
+from kanvaro.schemas import (
+    ApiModel,
+    Currency,
+    IsoDate,
+    MinorUnits,
+    OutModel,
+    PlainText,
+    RichText,
+    Version,
+)
 from kanvaro.work.schemas_tasks import PatchModel
 
 ProjectStatus = Literal["planning", "active", "on-hold", "completed", "cancelled"]
@@ -26,7 +35,7 @@ class ProjectCreate(ApiModel):
     name: ProjectName
     description: ProjectDescription = ""
     status: ProjectStatus = "planning"
-    budget_minor: int | None = Field(default=None, ge=0, le=10**15)
+    budget_minor: MinorUnits | None = None
     currency: Currency = "USD"
     start_date: IsoDate | None = None
     end_date: IsoDate | None = None
@@ -44,11 +53,11 @@ class ProjectUpdate(PatchModel):
     name: ProjectName | None = None
     description: ProjectDescription | None = None
     status: ProjectStatus | None = None
-    budget_minor: int | None = Field(default=None, ge=0, le=10**15)
+    budget_minor: MinorUnits | None = None
     currency: Currency | None = None
     start_date: IsoDate | None = None
     end_date: IsoDate | None = None
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
 
 
 class ProjectOut(OutModel):
@@ -74,7 +83,7 @@ class MemberCreate(ApiModel):
 
 class MemberUpdate(ApiModel):
     project_role: ProjectRole
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
 
 
 class MemberOut(OutModel):

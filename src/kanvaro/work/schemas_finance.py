@@ -12,9 +12,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, EmailStr, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    EmailStr,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
-from kanvaro.schemas import ApiModel, Currency, IsoDate, OutModel, PlainText
+from kanvaro.schemas import ApiModel, Currency, IsoDate, OutModel, PlainText, Version
 from kanvaro.work.schemas_tasks import PatchModel
 from kanvaro.work.schemas_time import two_places
 
@@ -22,13 +29,36 @@ BudgetKind = Literal["planned", "expense", "adjustment"]
 InvoiceStatus = Literal["draft", "sent", "paid", "void"]
 # 10**15 minor units is far beyond any real budget line and far inside a 64-bit column.
 MAX_MINOR = 10**15
-AmountMinor = Annotated[int, Field(ge=-MAX_MINOR, le=MAX_MINOR, strict=True)]
+
+
+def _integral_float(value: object) -> object:
+    # JSON Schema calls 5.0 an integer; take it as 5 (strict mode still refuses 5.5 and "5").
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+AmountMinor = Annotated[
+    int, Field(ge=-MAX_MINOR, le=MAX_MINOR, strict=True), BeforeValidator(_integral_float)
+]
 Category = PlainText(1, 50)
 BudgetDescription = PlainText(0, 500)
+# As for hours: pydantic's schema for a Decimal would allow any string (even "").
+QUANTITY_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 9999999999.99, "multipleOf": 0.01},
+        {"type": "string", "pattern": r"^(?!0*(?:\.0*)?$)[0-9]{1,10}(?:\.[0-9]{1,2})?$"},
+    ]
+}
 Quantity = Annotated[
-    Decimal, Field(gt=0, max_digits=12, decimal_places=2), AfterValidator(two_places)
+    Decimal,
+    Field(gt=0, max_digits=12, decimal_places=2),
+    AfterValidator(two_places),
+    WithJsonSchema(QUANTITY_SCHEMA),
 ]
-UnitPriceMinor = Annotated[int, Field(ge=0, le=10**13, strict=True)]
+UnitPriceMinor = Annotated[
+    int, Field(ge=0, le=10**13, strict=True), BeforeValidator(_integral_float)
+]
 InvoiceNumber = Annotated[PlainText(1, 50), Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/#-]*$")]
 MAX_LINES = 200
 
@@ -55,7 +85,7 @@ class BudgetUpdate(PatchModel):
     amount_minor: AmountMinor | None = None
     currency: Currency | None = None
     entry_date: IsoDate | None = Field(default=None, alias="date")
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
 
 
 class BudgetOut(OutModel):
@@ -125,7 +155,7 @@ class InvoiceUpdate(PatchModel):
     notes: PlainText(0, 2000) | None = None
     lines: list[LineIn] | None = Field(default=None, max_length=MAX_LINES)
     status: InvoiceStatus | None = None
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
 
 
 class InvoiceOut(OutModel):

@@ -6,9 +6,9 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo, field_validator
 
-from kanvaro.schemas import ApiModel, IsoDate, OutModel, PlainText, RichText
+from kanvaro.schemas import ApiModel, IsoDate, OutModel, PlainText, RichText, Version
 
 TaskPriority = Literal["low", "medium", "high", "critical"]
 TaskStatus = Literal["todo", "in-progress", "review", "done", "cancelled"]
@@ -25,7 +25,20 @@ def _not_blank(value: str) -> str:
     return value
 
 
-CommentBody = Annotated[RichText(5000), AfterValidator(_not_blank)]
+CommentBody = Annotated[RichText(5000), Field(min_length=1), AfterValidator(_not_blank)]
+
+
+def _not_null_in_schema(schema: dict[str, Any], model: Any) -> None:
+    # The schema says what _refuse_null does: a not-null field may be left out, never null.
+    for name in model.not_null:
+        prop = schema.get("properties", {}).get(model.model_fields[name].alias or name)
+        if prop and "anyOf" in prop:
+            kept = [s for s in prop["anyOf"] if s != {"type": "null"}]
+            del prop["anyOf"]
+            if len(kept) == 1:
+                prop.update(kept[0])
+            else:
+                prop["anyOf"] = kept
 
 
 class PatchModel(ApiModel):
@@ -35,6 +48,7 @@ class PatchModel(ApiModel):
     """
 
     not_null: ClassVar[frozenset[str]] = frozenset()
+    model_config = ConfigDict(json_schema_extra=_not_null_in_schema)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -74,7 +88,7 @@ class TaskUpdate(PatchModel):
     status: TaskStatus | None = None
     due_date: IsoDate | None = None
     assignee_ids: AssigneeIds | None = None
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
 
 
 class TaskOut(OutModel):
@@ -101,7 +115,7 @@ class CommentUpdate(PatchModel):
     not_null = frozenset({"body"})
 
     body: CommentBody | None = None
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
 
 
 class CommentOut(OutModel):

@@ -13,9 +13,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, WithJsonSchema
 
-from kanvaro.schemas import ApiModel, IsoDate, JsonBool, OutModel, PlainText
+from kanvaro.schemas import ApiModel, IsoDate, JsonBool, OutModel, PlainText, Version
 from kanvaro.work.schemas_tasks import PatchModel
 
 CENT = Decimal("0.01")
@@ -26,8 +26,22 @@ def two_places(value: Decimal) -> Decimal:
     return value.quantize(CENT)
 
 
+# The schema says what the Decimal field takes: a number over 0 and at most 24 in steps of
+# 0.01, or the same as a string (pydantic's own schema would allow any string, even "").
+HOURS_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 24, "multipleOf": 0.01},
+        {
+            "type": "string",
+            "pattern": r"^(?!0+(?:\.0+)?$)(?:1?[0-9]|2[0-3])(?:\.[0-9]{1,2})?$|^24(?:\.00?)?$",
+        },
+    ]
+}
 Hours = Annotated[
-    Decimal, Field(gt=0, le=24, max_digits=4, decimal_places=2), AfterValidator(two_places)
+    Decimal,
+    Field(gt=0, le=24, max_digits=4, decimal_places=2),
+    AfterValidator(two_places),
+    WithJsonSchema(HOURS_SCHEMA),
 ]
 TimeDescription = PlainText(0, 1000)
 
@@ -54,7 +68,7 @@ class TimeEntryUpdate(PatchModel):
     hours: Hours | None = None
     description: TimeDescription | None = None
     billable: JsonBool | None = None
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
 
 
 class TimeEntryOut(OutModel):
