@@ -17,6 +17,7 @@ from starlette.routing import Match
 
 from kanvaro.db import unique_violation_columns
 from kanvaro.errors import PROBLEM_JSON, TITLES, TYPE_SUFFIXES, ProblemError
+from kanvaro.schemas import FieldError
 
 
 def problem_response(
@@ -94,9 +95,13 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
         message = _sentence(err.get("msg", "invalid"))
         if kind == "extra_forbidden":
             message = "Unknown field."
+        field = _field_path(loc)
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldError):  # a cross-field rule names its own field
+            field, message = cause.field, _sentence(str(cause))
         out.append(
             {
-                "field": _field_path(loc),
+                "field": field,
                 "in": str(loc[0]) if loc and loc[0] in _LOCATIONS else "body",
                 "message": message,
                 "type": kind,

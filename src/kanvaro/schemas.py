@@ -242,6 +242,15 @@ def _json_int(value: Any) -> Any:
 
 # Integers in JSON bodies (query strings such as limit stay text and use plain int).
 JsonInt = Annotated[int, BeforeValidator(_json_int)]
+
+
+class FieldError(ValueError):
+    """A rule across fields (endDate after startDate): raised from a model validator, it names
+    the field the client should change, so the 422 says ``endDate`` rather than ``body``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 # The row version an update names (optimistic concurrency). The bound comes before the
 # validator: after it, pydantic cannot place it in the schema and writes a raw "ge".
 Version = Annotated[int, Field(ge=1), BeforeValidator(_json_int)]

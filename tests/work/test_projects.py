@@ -116,3 +116,20 @@ async def test_a_duplicate_member_is_409_naming_the_field(tenant):
     assert (await c.post(f"/api/v1/projects/{pid}/members", headers=h, json=body)).status_code == 201
     r = await c.post(f"/api/v1/projects/{pid}/members", headers=h, json=body)
     assert r.status_code == 409 and r.json()["errors"][0]["field"] == "userId"
+
+
+async def test_a_cross_field_rule_names_the_field_to_change(tenant):
+    r = await tenant.client.post(
+        "/api/v1/projects",
+        headers=tenant.admin.headers,
+        json={"name": "Backwards", "startDate": "2026-05-01", "endDate": "2026-04-01"},
+    )
+    assert r.status_code == 422
+    assert [(e["field"], e["in"]) for e in r.json()["errors"]] == [("endDate", "body")]
+    r = await tenant.client.post(
+        "/api/v1/invoices",
+        headers=tenant.admin.headers,
+        json={"clientName": "Initech", "issueDate": "2026-05-01", "dueDate": "2026-04-01"},
+    )
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["errors"]] == ["dueDate"]

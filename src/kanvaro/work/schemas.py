@@ -11,6 +11,7 @@ from pydantic import model_validator
 from kanvaro.schemas import (
     ApiModel,
     Currency,
+    FieldError,
     IsoDate,
     MinorUnits,
     OutModel,
@@ -28,7 +29,7 @@ ProjectDescription = RichText(1000)
 
 def _dates_in_order(start: date | None, end: date | None) -> None:
     if start and end and end < start:
-        raise ValueError("endDate must not be before startDate")
+        raise FieldError("endDate", "The end date must not be before the start date.")
 
 
 class ProjectCreate(ApiModel):

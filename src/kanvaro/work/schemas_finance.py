@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from kanvaro.schemas import ApiModel, Currency, IsoDate, OutModel, PlainText, Version
+from kanvaro.schemas import ApiModel, Currency, FieldError, IsoDate, OutModel, PlainText, Version
 from kanvaro.work.schemas_tasks import PatchModel
 from kanvaro.work.schemas_time import two_places
 
@@ -123,7 +123,7 @@ class LineOut(OutModel):
 
 def _due_after_issue(issue: Date | None, due: Date | None) -> None:
     if issue and due and due < issue:
-        raise ValueError("dueDate must not be before issueDate")
+        raise FieldError("dueDate", "The due date must not be before the issue date.")
 
 
 class InvoiceCreate(ApiModel):
