@@ -181,3 +181,35 @@ async def test_same_address_as_super_admin_and_member_keeps_them_apart(services,
         "/api/v1/auth/me", headers={"Authorization": f"Bearer {member.json()['accessToken']}"}
     )
     assert me.json()["tenantId"] == tenant.id
+
+
+async def test_naming_the_tenant_or_not_shares_one_guess_budget(data_dir, tmp_path):
+    """On a single-tenant instance the tenant may be left out; both spellings of the same
+    account must count against one budget, or an attacker doubles his guesses."""
+    import httpx
+
+    from kanvaro.app import create_app
+    from kanvaro.bootstrap import bootstrap
+    from kanvaro.migrate import upgrade
+    from kanvaro.services import Services
+    from tests.conftest import make_settings
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'single.db'}"
+    upgrade(url)
+    settings = make_settings(tmp_path, url, login_max_failures_per_account=4)
+    services = Services.build(settings)
+    await services.startup()
+    try:
+        email = unique_email("solo")
+        result = await bootstrap(services, tenant_name="Solo", email=email, password=PASSWORD)
+        transport = httpx.ASGITransport(app=create_app(settings, services=services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            statuses = []
+            for i in range(6):
+                body = {"email": email, "password": "Wrong!Pass-1"}
+                if i % 2:
+                    body["tenant"] = result.tenant_slug
+                statuses.append((await c.post(LOGIN, json=body)).status_code)
+    finally:
+        await services.shutdown()
+    assert statuses == [401, 401, 401, 401, 429, 429]

@@ -126,15 +126,18 @@ async def verify_password(
     answer the same 401 after the same hashing work; every attempt is counted before the check.
     """
     email = email.strip().lower()
-    verdict = await services.throttle.attempt(_account_key(tenant, email), context.ip_address)
+    async with services.db.session(all_tenants=True) as lookup:
+        user, usable = await _candidate(lookup, tenant, email)
+    # Counted per account once it is known (so naming the tenant or leaving it out on a
+    # single-tenant instance cannot double the guesses), and always before the hash check.
+    account = f"user:{user.id}" if user is not None else _account_key(tenant, email)
+    verdict = await services.throttle.attempt(account, context.ip_address)
     if not verdict.allowed:
         security_log.warning("login_throttled", ip=context.ip_address)
         raise TooManyRequests(
             "Too many failed sign-in attempts. Try again later.",
             headers={"Retry-After": str(verdict.retry_after)},
         )
-    async with services.db.session(all_tenants=True) as lookup:
-        user, usable = await _candidate(lookup, tenant, email)
     stored_hash = user.password_hash if user else None
     valid, new_hash = await services.hasher.verify_async(password, stored_hash)
     if not (valid and usable and user is not None):
@@ -157,7 +160,7 @@ async def verify_password(
             changes={"reason": reason},
         )
         raise Unauthorized(INVALID_CREDENTIALS)
-    await services.throttle.succeeded(_account_key(tenant, email))
+    await services.throttle.succeeded(account)
     return FirstFactor(user.id, user.tenant_id, "password", stored_hash, new_hash)
 
 
