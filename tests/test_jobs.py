@@ -129,3 +129,38 @@ async def test_a_peer_that_ran_the_job_pushes_the_due_time_for_everyone(settings
         assert len(calls) == 2
     finally:
         await first.db.dispose()
+
+
+async def test_workers_starting_their_own_services_run_each_shared_job_once(settings):
+    """What `kanvaro serve --workers N` does: every worker starts its own Services, which
+    registers every job. A due shared job (key maintenance, audit checkpoints) still runs in
+    one of them; the signing-key reload runs in each. The runs are counted instead of done,
+    so the suite's database is not changed."""
+    from dataclasses import replace
+
+    clock = ManualClock()
+    workers = [Services.build(settings, clock=clock) for _ in range(3)]
+    runs: dict[str, int] = {}
+
+    def counting(name: str) -> Any:
+        async def run() -> None:
+            runs[name] = runs.get(name, 0) + 1
+
+        return run
+
+    try:
+        for services in workers:
+            await services.startup()
+            await services.jobs.stop()  # this test drives run_due itself, not the loop
+            for name, job in list(services.jobs.jobs.items()):
+                services.jobs.jobs[name] = replace(job, run=counting(name))
+        shared = {n for n, j in workers[0].jobs.jobs.items() if not j.per_process}
+        assert {"keys.maintenance", "audit.checkpoints"} <= shared
+        clock.advance(max(j.interval_seconds for j in workers[0].jobs.jobs.values()))
+        ran = await asyncio.gather(*(w.jobs.run_due() for w in workers))
+        assert all(runs[name] == 1 for name in shared), runs
+        assert runs["keys.signing-reload"] == len(workers)
+        assert sum(len(names) for names in ran) == len(shared) + len(workers)
+    finally:
+        for services in workers:
+            await services.shutdown()

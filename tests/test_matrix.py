@@ -371,6 +371,7 @@ async def test_a_refusal_is_recorded_as_a_security_event(world):
     from kanvaro.audit.models import AuditLog
 
     async def denials() -> int:
+        await world.services.audit.drain()  # entries are sequenced after commit
         async with world.services.db.session(all_tenants=True) as session:
             rows = await session.execute(
                 select(AuditLog.id).where(

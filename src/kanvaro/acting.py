@@ -22,6 +22,9 @@ from kanvaro.audit.service import AuditContext
 from kanvaro.errors import BadRequest, Forbidden
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+    from kanvaro.reads import Reader
     from kanvaro.services import Services
 
 security_log = structlog.get_logger("kanvaro.security")
@@ -103,6 +106,11 @@ class Acting:
     @property
     def actor_id(self) -> uuid.UUID | None:
         return self.principal.user_id if self.principal else None
+
+    def reader(self) -> AbstractAsyncContextManager[Reader]:
+        """A lean read-only transaction in the acting tenant, for hot reads
+        (``kanvaro.reads``); 400 for a super admin who named no tenant."""
+        return self.services.db.reader(tenant_id=self.tenant_id)
 
     def me(self) -> Principal:
         """The principal of an action that only people can take."""

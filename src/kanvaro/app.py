@@ -12,14 +12,17 @@ from kanvaro import __version__
 from kanvaro.config import Settings
 from kanvaro.db import MissingTenantContext
 from kanvaro.errors import Unprocessable
+from kanvaro.middleware.access_log import AccessLogMiddleware
 from kanvaro.middleware.body_limit import BodyLimitMiddleware
 from kanvaro.middleware.catch_all import CatchAllMiddleware
+from kanvaro.middleware.metrics import MetricsMiddleware
 from kanvaro.middleware.request_id import RequestIdMiddleware
 from kanvaro.middleware.security_headers import SecurityHeadersMiddleware
 from kanvaro.problems import install_error_handlers, problem_response
 from kanvaro.services import Services
 from kanvaro.web import docs as web_docs
 from kanvaro.web import invitation as web_invitation
+from kanvaro.web import metrics as web_metrics
 from kanvaro.web import openapi as web_openapi
 
 API_PREFIX = "/api/v1"
@@ -105,6 +108,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         app.include_router(router)
     app.include_router(web_docs.router)
     app.include_router(web_invitation.router)
+    if settings.metrics_enabled:  # docs/deployment.md "Metrics"
+        app.include_router(web_metrics.router_for(settings))
     web_openapi.install(app)
 
     # Middleware: the last added runs first. Outermost: request id, then security headers,
@@ -127,5 +132,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
             expose_headers=["ETag", "X-Request-ID", "Retry-After"],
         )
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(AccessLogMiddleware, trusted_proxies=services.trusted_proxies)
     app.add_middleware(RequestIdMiddleware)
+    if settings.metrics_enabled:  # outermost: it times the whole stack, sees the final status
+        app.add_middleware(MetricsMiddleware)
     return app

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import structlog
 import typer
 
 from kanvaro import __version__, cli_support
@@ -114,9 +116,21 @@ def serve(
         str | None,
         typer.Option("--tls-ciphers", help="OpenSSL TLS 1.2 cipher list (KANVARO_TLS_CIPHERS)"),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=256,
+            help="Worker processes sharing the socket (KANVARO_WORKERS; "
+            "default 1 in development, one per usable core in production)",
+        ),
+    ] = None,
 ) -> None:
-    """Run the API server (development: migrates first and creates a first tenant if none)."""
-    from kanvaro.app import create_app
+    """Run the API server (development: migrates first and creates a first tenant if none).
+
+    SIGTERM stops it gracefully: requests in flight get KANVARO_GRACEFUL_SHUTDOWN_SECONDS.
+    """
     from kanvaro.crypto.tls import run_server
 
     if (tls_cert is None) != (tls_key is None):
@@ -126,14 +140,67 @@ def serve(
     cli_support.ensure_schema(settings)
     if not settings.is_production:
         asyncio.run(_first_run(settings))
-    run_server(
-        create_app(settings),
-        host=host,
-        port=port,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        tls_ciphers=tls_ciphers or settings.tls_ciphers,
-    )
+    count = worker_count(settings, workers)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "tls_ciphers": tls_ciphers or settings.tls_ciphers,
+        "graceful_shutdown_seconds": settings.graceful_shutdown_seconds,
+    }
+    if count == 1:
+        from kanvaro.app import create_app
+
+        run_server(create_app(settings), **options)
+        return
+    from kanvaro import metrics
+
+    if not settings.redis_url:
+        # Each worker would count sign-in attempts on its own: N workers, N times the guesses.
+        structlog.get_logger("kanvaro.security").warning(
+            "login_throttle_per_worker", workers=count, fix="set KANVARO_REDIS_URL"
+        )
+    # Several processes: their metrics meet in files of a private directory (multiprocess
+    # mode), which lives as long as this supervisor.
+    with metrics.multiprocess_directory(settings.data_dir):
+        run_server(WORKER_APP, workers=count, on_worker_exit=metrics.mark_worker_dead, **options)
+
+
+# What each worker process of `kanvaro serve --workers N` imports and calls to build its app.
+WORKER_APP = "kanvaro.cli:worker_app"
+
+
+def worker_app() -> Any:
+    """The app of one worker, configured from KANVARO_* like its parent (which has already
+    migrated and run the first-run bootstrap). uvicorn calls it in every worker."""
+    from kanvaro.app import create_app
+
+    return create_app(cli_support.settings())
+
+
+def worker_count(settings: Settings, option: int | None) -> int:
+    """``--workers``, else ``KANVARO_WORKERS``, else 1 in development and one per usable core
+    in production."""
+    if option:
+        return option
+    if settings.workers:
+        return settings.workers
+    return usable_cores() if settings.is_production else 1
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), capped by a cgroup v2 CPU quota:
+    a container started with ``--cpus 2`` on a 32-core host gets 2 workers, not 32."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota: the affinity decides
+    return max(cores, 1)
 
 
 async def _first_run(settings: Settings) -> None:

@@ -8,6 +8,7 @@ once into the data directory (mode 0600) and reused on every start.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from datetime import date
@@ -27,7 +28,7 @@ REQUIRED_SECRETS: dict[str, int] = {"master_key": 32}
 
 
 # Every setting that holds a secret (each also read from KANVARO_<NAME>_FILE).
-SECRET_NAMES = ("master_key", "smtp_password", "vault_token")
+SECRET_NAMES = ("master_key", "smtp_password", "vault_token", "metrics_token")
 
 
 class KeyProviderName(StrEnum):
@@ -56,6 +57,11 @@ class Settings(BaseSettings):
     env: Environment = Environment.development
     data_dir: Path = Path(".kanvaro")
     database_url: str | None = None
+    # Connections per process (PostgreSQL). Size the pool for the requests one process serves
+    # at once: an overflow connection is closed when returned to a full pool, and opening one
+    # (TCP, TLS attempt, statement preparation) costs more than the request that needed it.
+    db_pool_size: int = Field(default=20, ge=1, le=500)
+    db_max_overflow: int = Field(default=10, ge=0, le=500)
     redis_url: str | None = None
     log_level: str = "INFO"
     log_json: bool = True
@@ -68,6 +74,9 @@ class Settings(BaseSettings):
     audience: str = "kanvaro-api"
     access_token_ttl_seconds: int = Field(default=15 * 60, ge=60, le=24 * 3600)
     refresh_token_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=300, le=90 * 24 * 3600)
+    # How long a process may answer from its copy of a session's principal (0 = never):
+    # another instance refuses a revoked session at most this long after the revocation.
+    principal_cache_seconds: float = Field(default=0.5, ge=0, le=1.0)
 
     # Password hashing (OWASP 2024/2025: argon2id m=19 MiB, t=2, p=1 is the floor).
     argon2_memory_kib: int = Field(default=19 * 1024, ge=19 * 1024)
@@ -132,8 +141,24 @@ class Settings(BaseSettings):
     # suites are fixed by OpenSSL and all modern.
     tls_ciphers: str = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!SHA1:!RSA:!DSS"
 
+    # Serving (kanvaro serve; docs/deployment.md). Workers unset: 1 in development, one per
+    # usable core in production. A stopping worker drains its requests this long at most.
+    workers: int | None = Field(default=None, ge=1, le=256)
+    graceful_shutdown_seconds: int = Field(default=25, ge=1, le=3600)
+
+    # Prometheus metrics at /metrics (docs/deployment.md "Metrics"): off unless enabled; a
+    # scrape needs the bearer token, unless it comes from an explicitly allowed network.
+    metrics_enabled: bool = False
+    metrics_token: SecretStr | None = None
+    metrics_anonymous_cidrs: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     @field_validator(
-        "cors_origins", "trusted_proxies", "encrypted_fields", "pii_redaction", mode="before"
+        "cors_origins",
+        "trusted_proxies",
+        "encrypted_fields",
+        "pii_redaction",
+        "metrics_anonymous_cidrs",
+        mode="before",
     )
     @classmethod
     def _csv(cls, value: Any) -> Any:
@@ -144,6 +169,16 @@ class Settings(BaseSettings):
     def _no_wildcard(cls, value: list[str]) -> list[str]:
         if "*" in value:
             raise ValueError("KANVARO_CORS_ORIGINS must list origins; '*' is refused")
+        return value
+
+    @field_validator("metrics_anonymous_cidrs")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP network (CIDR)") from None
         return value
 
     @model_validator(mode="before")
@@ -205,6 +240,12 @@ def secret_problems(settings: Settings) -> list[str]:
             ]
     if settings.smtp_username:
         required["smtp_password"] = 1
+    # Metrics without a token are readable only from the allowed networks; a token that is
+    # set must be a real one.
+    if settings.metrics_enabled and (
+        settings.metrics_token is not None or not settings.metrics_anonymous_cidrs
+    ):
+        required["metrics_token"] = 32
     return _check(settings, required)
 
 

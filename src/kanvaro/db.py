@@ -16,7 +16,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +48,8 @@ from sqlalchemy.orm import (
     mapped_column,
     with_loader_criteria,
 )
+
+from kanvaro.reads import RLS_KEY, Reader, open_reader, rls_context
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -220,11 +222,17 @@ def _stamp_tenant(session: Session, flush_context: Any, instances: Any) -> None:
 
 @event.listens_for(Session, "after_begin")
 def _rls_context(session: Session, transaction: Any, connection: Any) -> None:
-    """Hand the tenant context to PostgreSQL row-level security for this transaction."""
+    """Hand the tenant context to PostgreSQL row-level security for this transaction.
+
+    Skipped when the connection already carries exactly this context at session level (a
+    reader set it there, outside any transaction, so no rollback can have undone it): one
+    round trip less for a write on a connection that served this tenant's reads."""
     if connection.dialect.name != "postgresql":
         return
-    params = _rls_params(session.info.get("tenant_id"), bool(session.info.get("all_tenants")))
-    connection.execute(_RLS_SETTING, params)
+    tenant_id, everywhere = session.info.get("tenant_id"), bool(session.info.get("all_tenants"))
+    if connection.info.get(RLS_KEY) == rls_context(tenant_id, everywhere):
+        return
+    connection.execute(_RLS_SETTING, _rls_params(tenant_id, everywhere))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,7 +304,9 @@ def tighten_sqlite_files(path: str) -> None:
             continue
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str, *, echo: bool = False, pool_size: int = 20, max_overflow: int = 10
+) -> AsyncEngine:
     kwargs: dict[str, Any] = {"echo": echo}
     if url.startswith("sqlite"):
         create_private_sqlite_file(url)
@@ -313,16 +323,18 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     # No pre-ping: it cost ~0.9 ms, a full extra round trip, on every checkout (measured with
     # asyncpg on loopback). Connections are recycled after 30 minutes instead, and one that
     # the server dropped is invalidated by SQLAlchemy on the first error, failing one request.
-    kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
+    kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800)
     return create_async_engine(url, **kwargs)
 
 
 class Database:
     """Owns the engine and hands out sessions; the request owns the transaction."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, pool_size: int = 20, max_overflow: int = 10
+    ) -> None:
         self.url = url
-        self.engine = create_engine(url, echo=echo)
+        self.engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self.outage = Outage()
 
@@ -335,7 +347,8 @@ class Database:
         self, *, tenant_id: uuid.UUID | None = None, all_tenants: bool = False
     ) -> AsyncIterator[AsyncSession]:
         """A session in one transaction: committed on success, rolled back on error."""
-        async with self.sessionmaker() as session:
+        session = self.sessionmaker()
+        try:
             if all_tenants:
                 set_all_tenants(session)
             else:
@@ -347,9 +360,30 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
-            await session.commit()
-            self.outage.up()  # a commit went through: the database answers again
+            # A session never used has nothing to commit (and skipping the empty commit saves
+            # the hot read path a transaction object).
+            if (
+                session.in_transaction()
+                or session.new
+                or session.dirty
+                or session.deleted
+                or session.info.get("kanvaro_on_commit")  # queued work waits for a commit
+            ):
+                await session.commit()
+                self.outage.up()  # a commit went through: the database answers again
             await run_committed_callbacks(session)
+        finally:
+            # After commit or rollback nothing is held; closing an untouched session would
+            # only cost a greenlet switch on every request.
+            if session.in_transaction() or session.identity_map:
+                await session.close()
+
+    def reader(
+        self, *, tenant_id: uuid.UUID | None = None, all_tenants: bool = False
+    ) -> AbstractAsyncContextManager[Reader]:
+        """A lean read-only transaction for hot reads (``kanvaro.reads``); the ORM session
+        stays the way to write."""
+        return open_reader(self.engine, tenant_id=tenant_id, all_tenants=all_tenants)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -487,7 +521,9 @@ def unique_violation_columns(exc: BaseException) -> list[str] | None:
     message = str(orig) if orig is not None else ""
     if message.startswith(_SQLITE_UNIQUE):
         columns = [c.strip().rpartition(".")[2] for c in message[len(_SQLITE_UNIQUE) :].split(",")]
-    elif getattr(orig, "pgcode", None) == _PG_UNIQUE or getattr(orig, "sqlstate", None) == _PG_UNIQUE:
+    elif (
+        getattr(orig, "pgcode", None) == _PG_UNIQUE or getattr(orig, "sqlstate", None) == _PG_UNIQUE
+    ):
         cause = getattr(orig, "__cause__", None)
         name = getattr(cause, "constraint_name", None) or getattr(orig, "constraint_name", None)
         columns = _constraint_columns(name) if name else []

@@ -14,25 +14,18 @@ from typing import Any, Protocol
 
 import structlog
 from fastapi import Depends, Request
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kanvaro.acting import Acting, Origin, Principal
 from kanvaro.audit.service import AuditContext
-from kanvaro.db import switch_tenant, utcnow
+from kanvaro.db import switch_tenant
 from kanvaro.errors import BadRequest, Unauthorized
-from kanvaro.identity.models import User, UserSession
+from kanvaro.identity import principals
 from kanvaro.security.client_ip import client_ip
-from kanvaro.security.permissions import (
-    PROJECT_SCOPED_ROLES,
-    ROLE_PERMISSIONS,
-    BuiltinRole,
-    Permission,
-    builtin_permissions,
-)
+from kanvaro.security.permissions import Permission
 from kanvaro.security.tokens import ACCESS, TokenError
 from kanvaro.services import Services
-from kanvaro.tenancy.models import Role, Tenant
+from kanvaro.tenancy.models import Tenant
 
 security_log = structlog.get_logger("kanvaro.security")
 
@@ -118,54 +111,11 @@ def _tenant_header(request: Request) -> uuid.UUID | None:
         ) from None
 
 
-async def _load_principal(session: AsyncSession, claims: dict[str, Any]) -> Principal:
+def _token_ids(claims: dict[str, Any]) -> tuple[uuid.UUID, uuid.UUID]:
     try:
-        user_id = uuid.UUID(claims["sub"])
-        session_id = uuid.UUID(claims["sid"])
-    except (KeyError, ValueError):
+        return uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"])
+    except (KeyError, ValueError, TypeError, AttributeError):
         raise Unauthorized("Invalid token.") from None
-    row = (
-        await session.execute(
-            select(UserSession, User, Role, Tenant)
-            .join(User, User.id == UserSession.user_id)
-            .outerjoin(Role, Role.id == User.role_id)
-            .outerjoin(Tenant, Tenant.id == User.tenant_id)
-            .where(UserSession.id == session_id, User.id == user_id)
-        )
-    ).first()
-    if row is None:
-        raise Unauthorized("Session not found.")
-    user_session, user, role, tenant = row
-    if not user_session.is_active or user_session.expires_at <= utcnow():
-        raise Unauthorized("Session ended.")
-    if not user.is_active or (tenant is not None and tenant.status != "active"):
-        raise Unauthorized("Account disabled.")
-    if user.is_super_admin:
-        name = BuiltinRole.SUPER_ADMIN.value
-        permissions = frozenset(ROLE_PERMISSIONS[BuiltinRole.SUPER_ADMIN])
-        scoped = False
-    elif role is not None:
-        name = role.name
-        builtin = builtin_permissions(role.name) if role.is_system else None
-        permissions = frozenset(builtin if builtin is not None else role.permissions)
-        scoped = (
-            role.project_scoped
-            if not role.is_system
-            else BuiltinRole(role.name) in PROJECT_SCOPED_ROLES
-        )
-    else:  # a member without a role holds nothing
-        name, permissions, scoped = "none", frozenset(), True
-    return Principal(
-        user_id=user.id,
-        tenant_id=user.tenant_id,
-        session_id=user_session.id,
-        email=user.email,
-        role=name,
-        permissions=frozenset(str(p) for p in permissions),
-        project_scoped=scoped,
-        is_super_admin=user.is_super_admin,
-        auth_methods=tuple(user_session.auth_methods or ()),
-    )
 
 
 def _dependency(
@@ -181,17 +131,24 @@ def _dependency(
         except TokenError as exc:
             raise Unauthorized(str(exc).capitalize() + ".") from None
         claimed_tenant = _claimed_tenant(claims)
-        # A member's session is narrowed to the tenant his (signed) token names from the first
-        # statement on; only the super admin, who has no tenant, starts instance-wide.
+        user_id, session_id = _token_ids(claims)
+        # A member's reads are narrowed to the tenant his (signed) token names; only the super
+        # admin, who has no tenant, starts instance-wide.
+        everywhere = claimed_tenant is None
+        principal = await principals.resolve(
+            lambda: services.db.reader(tenant_id=claimed_tenant, all_tenants=everywhere),
+            services.principals,
+            session_id=session_id,
+            user_id=user_id,
+        )
+        if principal.tenant_id != claimed_tenant:
+            raise Unauthorized("Invalid token.")
+        # The ORM session begins its transaction on first use only: a route that reads through
+        # ``ctx.reader()`` never opens one.
         async with (
             services.db.collecting_deferred(),
-            services.db.session(
-                tenant_id=claimed_tenant, all_tenants=claimed_tenant is None
-            ) as session,
+            services.db.session(tenant_id=claimed_tenant, all_tenants=everywhere) as session,
         ):
-            principal = await _load_principal(session, claims)
-            if principal.tenant_id != claimed_tenant:
-                raise Unauthorized("Invalid token.")
             if principal.is_super_admin:
                 principal = await _super_admin_scope(
                     session, request, principal, permissions, own_account=own_account

@@ -9,8 +9,9 @@ SQLAlchemy, asyncio: they are routed through the same processors):
 2. By value, as a second net: strings that look like a bearer credential (a JWT, a
    ``Bearer ...`` header value) are masked wherever they appear, messages included.
 
-uvicorn's access log line carries the request path; its query string is dropped, because a
-query parameter can carry a token. The canary tests (tests/security/test_canary.py) plant
+The access log is ours (``kanvaro.middleware.access_log``, one line per request, uvicorn's own
+is off): it carries the path without its query string, because a query parameter can carry a
+token, and goes through the same redaction. The canary tests (tests/security/test_canary.py) plant
 secrets through every entry point and check that none reaches the output.
 """
 
@@ -19,9 +20,11 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import structlog
 
 REDACTED = "[REDACTED]"
@@ -105,6 +108,48 @@ class _Stderr:
         sys.stderr.flush()
 
 
+AccessEmitter = Callable[[dict[str, Any]], None]
+
+
+def _no_access_log(fields: dict[str, Any]) -> None:
+    return None
+
+
+_access: AccessEmitter = _no_access_log
+
+
+def access_log(fields: dict[str, Any]) -> None:
+    """Write one access-log event (``kanvaro.access``) the way ``configure_logging`` set up."""
+    _access(fields)
+
+
+def _access_emitter(
+    level: int, *, json: bool, pii_fields: Iterable[str], output: Any
+) -> AccessEmitter:
+    """The access log's own fast path: it runs on every request, so in JSON mode it renders
+    with orjson straight to the stream instead of walking the standard library's handler
+    chain (~70 us a request measured). Redaction is the same processor as everywhere."""
+    if level > logging.INFO:
+        return _no_access_log
+    if not json:
+        logger = structlog.get_logger("kanvaro.access")
+        return lambda fields: logger.info("request", **fields)
+    redact = redaction_processor(pii_fields)
+
+    def emit(fields: dict[str, Any]) -> None:
+        event = {
+            "event": "request",
+            "logger": "kanvaro.access",
+            "level": "info",
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            **structlog.contextvars.get_contextvars(),
+            **fields,
+        }
+        output.write(orjson.dumps(redact(None, "info", event)).decode() + "\n")
+
+    return emit
+
+
 def configure_logging(
     level: str = "INFO", *, json: bool = True, pii_fields: Iterable[str] = (), stream: Any = None
 ) -> None:
@@ -120,6 +165,8 @@ def configure_logging(
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
     output = stream or _Stderr()
+    global _access
+    _access = _access_emitter(numeric, json=json, pii_fields=pii_fields, output=output)
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    TypeAdapter,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -62,6 +63,18 @@ class OutModel(BaseModel):
 class Page(OutModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = None
+
+
+class JsonOut:
+    """Plain data (row mappings) validated into an output model and dumped as camelCase JSON
+    bytes in one step: the same schema as the route's ``response_model``, without FastAPI
+    validating the value a second time."""
+
+    def __init__(self, model: Any) -> None:
+        self._adapter: TypeAdapter[Any] = TypeAdapter(model)
+
+    def json(self, value: Any) -> bytes:
+        return self._adapter.dump_json(self._adapter.validate_python(value), by_alias=True)
 
 
 # --- field types -----------------------------------------------------------------------------
@@ -251,6 +264,8 @@ class FieldError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
 # The row version an update names (optimistic concurrency). The bound comes before the
 # validator: after it, pydantic cannot place it in the schema and writes a raw "ge".
 Version = Annotated[int, Field(ge=1), BeforeValidator(_json_int)]
@@ -300,7 +315,14 @@ def paginate(stmt: Select[Any], model: Any, cursor: str | None, limit: int) -> S
 
 
 def page_of(rows: list[Any], limit: int, convert: Any) -> dict[str, Any]:
+    """A page from up to ``limit + 1`` rows (ORM objects or row mappings)."""
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+    next_cursor = None
+    if more and rows:
+        last = rows[-1]
+        if hasattr(last, "keys"):  # a row mapping (SQLAlchemy's or asyncpg's Record)
+            next_cursor = encode_cursor(last["created_at"], last["id"])
+        else:
+            next_cursor = encode_cursor(last.created_at, last.id)
     return {"items": [convert(r) for r in rows], "nextCursor": next_cursor}

@@ -11,6 +11,7 @@ from kanvaro.crypto.keyring import Keyring
 from kanvaro.crypto.providers import make_provider
 from kanvaro.db import Database
 from kanvaro.identity.keys import load_keys
+from kanvaro.identity.principals import PrincipalCache
 from kanvaro.jobs import Clock, JobRegistry, SystemClock
 from kanvaro.notify.email import Mailer, OutboxMailer, SmtpMailer
 from kanvaro.security.client_ip import Network, parse_networks
@@ -32,6 +33,7 @@ class Services:
     mailer: Mailer
     keyring: Keyring
     trusted_proxies: tuple[Network, ...] = field(default_factory=tuple)
+    principals: PrincipalCache = field(default_factory=lambda: PrincipalCache(0.5))
     audit: AuditRuntime | None = None  # set by startup()
     # Time as the periodic jobs see it: tests inject a kanvaro.jobs.ManualClock.
     clock: Clock = field(default_factory=SystemClock)
@@ -59,7 +61,11 @@ class Services:
             )
         else:
             mailer = OutboxMailer(settings.data_dir / "outbox", settings.smtp_from)
-        db = Database(settings.resolved_database_url)
+        db = Database(
+            settings.resolved_database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
         assert settings.master_key is not None, "Settings.prepare() was not called"
         keyring = Keyring(
             make_provider(settings), master=settings.master_key.get_secret_value().encode()
@@ -91,6 +97,7 @@ class Services:
             ),
             mailer=mailer,
             trusted_proxies=parse_networks(settings.trusted_proxies),
+            principals=PrincipalCache(settings.principal_cache_seconds),
             clock=clock or SystemClock(),
         )
 

@@ -57,9 +57,7 @@ async def _signed_chain(throwaway, entries):  # noqa: F811
     tenant_id = await throwaway.chain(entries)
     signer, trusted = await _keys(throwaway.db)
     async with throwaway.db.session(tenant_id=tenant_id) as session:
-        row, created = await checkpoints.issue(
-            session, signer, trusted, str(tenant_id), tenant_id
-        )
+        row, created = await checkpoints.issue(session, signer, trusted, str(tenant_id), tenant_id)
     assert created and row.tree_size == entries
     return tenant_id
 
@@ -70,7 +68,9 @@ async def _rewrite_entry_two(throwaway, tenant_id):  # noqa: F811
     async with throwaway.db.session(tenant_id=tenant_id) as session:
         rows = (
             await session.execute(
-                select(AuditLog).where(AuditLog.chain_id == chain).order_by(AuditLog.sequence_number)
+                select(AuditLog)
+                .where(AuditLog.chain_id == chain)
+                .order_by(AuditLog.sequence_number)
             )
         ).scalars()
         docs = [to_document(r) for r in rows]
@@ -155,9 +155,7 @@ async def test_a_checkpoint_signed_by_the_attackers_key_is_a_forged_checkpoint(t
         await _issue_after_one_more(throwaway, tenant_id)
     async with throwaway.db.session(all_tenants=True) as session:
         await session.execute(
-            AuditSigningKey.__table__.delete().where(
-                AuditSigningKey.key_id == planted.key_id.hex()
-            )
+            AuditSigningKey.__table__.delete().where(AuditSigningKey.key_id == planted.key_id.hex())
         )
 
 
@@ -196,6 +194,7 @@ async def test_old_checkpoints_keep_verifying_after_a_key_rotation(throwaway):  
         await audit.record(
             session, action="test:entry:create", category="system", tenant_id=tenant_id
         )
+    async with throwaway.db.session(tenant_id=tenant_id) as session:
         await write_export(session, signer, trusted, str(tenant_id), tenant_id, out)
     summary = verify_export(out.getvalue().splitlines(), new_signer.verifier)
     assert summary.entries == 4 and summary.checkpoints == 2

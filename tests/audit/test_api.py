@@ -249,6 +249,7 @@ async def _last_action(services, tenant_id: str) -> str:
 
     from kanvaro.audit.models import AuditLog
 
+    await services.audit.drain()  # entries are sequenced after commit
     async with services.db.session(tenant_id=uuid.UUID(tenant_id)) as session:
         return (
             await session.execute(

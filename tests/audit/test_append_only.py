@@ -82,7 +82,9 @@ async def test_an_application_role_without_update_or_delete_grants(throwaway):
             f"GRANT CONNECT ON DATABASE {owner.database} TO {role}",
             f"GRANT USAGE ON SCHEMA public TO {role}",
             f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
-            f"REVOKE UPDATE, DELETE, TRUNCATE ON audit_logs, audit_checkpoints FROM {role}",
+            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",  # audit_pending order
+            "REVOKE UPDATE, DELETE, TRUNCATE ON audit_logs, audit_checkpoints, "
+            f"audit_checkpoint_cosignatures, audit_merkle_nodes FROM {role}",
         ):
             await conn.exec_driver_sql(statement)
     await owner_engine.dispose()

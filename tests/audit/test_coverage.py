@@ -24,6 +24,7 @@ MUTATING.sort(key=lambda info: "DELETE" in info.methods)
 
 
 async def _head(services, tenant_id: str) -> int:
+    await services.audit.drain()  # entries are sequenced after commit
     async with services.db.session(tenant_id=uuid.UUID(tenant_id)) as session:
         head = await session.get(AuditChainHead, tenant_id, populate_existing=True)
         return head.sequence_number if head else 0

@@ -50,6 +50,7 @@ async def test_checkpoints_are_issued_periodically(data_dir, database_url, tenan
         assert size > 0
         clock.advance(60)
         assert "audit.checkpoints" in await services.jobs.run_due()
+        await services.audit.drain()  # the job's entry is sequenced after its commit
         async with services.db.session(tenant_id=tenant_id) as session:
             found = await checkpoints.latest(session, tenant.id)
             entry = (

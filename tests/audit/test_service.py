@@ -129,6 +129,7 @@ async def test_project_changes_are_audited_in_the_request(tenant, services):
     # a refused change (stale version) leaves no entry
     r = await c.patch(f"/api/v1/projects/{pid}", headers=h, json={"name": "X", "version": 9})
     assert r.status_code == 412
+    await services.audit.drain()  # entries are sequenced after commit
     async with services.db.session(all_tenants=True) as session:
         actions = (
             (

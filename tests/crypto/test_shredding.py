@@ -133,6 +133,7 @@ async def test_an_interrupted_shredding_is_recorded_and_resumed(
     monkeypatch.undo()
 
     async def state() -> tuple[list[str], list[str]]:
+        await services.audit.drain()  # entries are sequenced after commit
         async with services.db.session(all_tenants=True) as session:
             records = (
                 await session.execute(

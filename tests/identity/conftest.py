@@ -97,6 +97,7 @@ def invitation_token(message: email.message.EmailMessage) -> str:
 
 
 async def audit_entries(services: Services, tenant_id: str, action: str) -> list[AuditLog]:
+    await services.audit.drain()  # entries are sequenced after commit
     async with services.db.session(tenant_id=uuid.UUID(tenant_id)) as session:
         rows = await session.execute(
             select(AuditLog)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import bcrypt
 import pytest
 from sqlalchemy import update
 
-from kanvaro.identity.models import User
+from kanvaro.audit.service import AuditContext
+from kanvaro.errors import Unauthorized
+from kanvaro.identity import auth
+from kanvaro.identity.models import RefreshToken, User, UserSession
 from kanvaro.tenancy.models import Tenant
 from tests.conftest import PASSWORD, new_tenant, unique_email
 
@@ -121,3 +125,82 @@ async def test_signing_in_does_not_bump_the_persons_version(tenant):
         json={"firstName": "Renamed"},
     )
     assert r.status_code == 200, r.text
+
+
+async def test_sign_in_stores_the_session_with_its_device_and_methods(tenant, services):
+    m = await tenant.member("viewer")
+    r = await tenant.client.post(
+        LOGIN,
+        headers={"User-Agent": "Kanvaro-Test/1.0"},
+        json={"email": m.email, "password": m.password, "tenant": tenant.slug, "deviceId": "d-1"},
+    )
+    assert r.status_code == 200, r.text
+    claims = services.tokens.verify(r.json()["refreshToken"], "refresh")
+    async with services.db.session(tenant_id=uuid.UUID(tenant.id)) as session:
+        stored = await session.get(UserSession, uuid.UUID(claims["sid"]))
+        token = await session.get(RefreshToken, claims["jti"])
+        user = await session.get(User, uuid.UUID(m.id))
+    assert stored is not None and token is not None
+    assert (str(stored.user_id), str(stored.tenant_id)) == (m.id, tenant.id)
+    assert stored.device_id == "d-1" and stored.device_info["userAgent"] == "Kanvaro-Test/1.0"
+    assert stored.auth_methods == ["password"] and stored.is_active
+    assert stored.ip_address == "203.0.113.7"
+    lifetime = timedelta(seconds=services.settings.refresh_token_ttl_seconds)
+    assert abs(stored.expires_at - stored.created_at - lifetime) < timedelta(seconds=5)
+    assert token.session_id == stored.id and token.used_at is None
+    assert user.last_login_at == stored.created_at
+
+
+async def test_a_change_between_the_password_check_and_the_session_voids_the_sign_in(
+    tenant, services
+):
+    """Step 1 (the hash) runs with no lock held; step 2 re-checks under the row lock that the
+    account may still sign in with the password just verified."""
+    m = await tenant.member("viewer")
+    context = AuditContext(None, "203.0.113.7", "test")
+
+    async def first_factor():
+        return await auth.verify_password(
+            services, email=m.email, password=m.password, tenant=tenant.slug, context=context
+        )
+
+    async def open_session(factor) -> None:
+        async with services.db.session(all_tenants=True) as session:
+            await auth.open_session(services, session, factor, context=context, device_info={})
+
+    user_id = uuid.UUID(m.id)
+    for changed, restore in (
+        ({"password_hash": services.hasher.hash("N3w!Other-Secret")}, None),
+        ({"is_active": False}, {"is_active": True}),
+    ):
+        factor = await first_factor()
+        async with services.db.session(all_tenants=True) as session:
+            before = (await session.get(User, user_id)).password_hash
+            await session.execute(update(User).where(User.id == user_id).values(**changed))
+        with pytest.raises(Unauthorized):
+            await open_session(factor)
+        async with services.db.session(all_tenants=True) as session:
+            await session.execute(
+                update(User)
+                .where(User.id == user_id)
+                .values(password_hash=before, **(restore or {}))
+            )
+    await open_session(await first_factor())  # unchanged: the session opens
+
+
+async def test_sign_ins_are_counted_by_outcome(tenant) -> None:  # type: ignore[no-untyped-def]
+    """``kanvaro_sign_ins_total``: a success once its session committed, a refusal as a
+    failure (whatever the reason, like the answer itself)."""
+    from prometheus_client import REGISTRY
+
+    def count(outcome: str) -> float:
+        return REGISTRY.get_sample_value("kanvaro_sign_ins_total", {"outcome": outcome}) or 0.0
+
+    ok, bad = count("success"), count("failure")
+    await tenant.login(tenant.admin.email)
+    r = await tenant.client.post(
+        "/api/v1/auth/login",
+        json={"email": tenant.admin.email, "password": "wrong-Pass-123!", "tenant": tenant.slug},
+    )
+    assert r.status_code == 401
+    assert count("success") == ok + 1 and count("failure") == bad + 1

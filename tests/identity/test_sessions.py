@@ -120,6 +120,7 @@ async def test_guessing_the_current_password_is_throttled_and_audited(tenant, se
         json={"currentPassword": m.password, "newPassword": "N3w!Secret-Phrase"},
     )
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    await services.audit.drain()  # entries are sequenced after commit
     async with services.db.session(all_tenants=True) as session:
         count = await session.scalar(
             select(func.count())

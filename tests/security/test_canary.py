@@ -221,6 +221,7 @@ async def test_no_canary_reaches_logs_errors_or_audit(
         r = await call("GET", "/canary/sql")
         assert r.status_code == 500
 
+    await services.audit.drain()  # entries are sequenced after commit
     async with services.db.session(all_tenants=True) as session:
         audit_rows = [
             repr(tuple(row))

@@ -135,6 +135,7 @@ async def test_refusal_is_problem_json_audited_and_logged(tenant, services):
     events = [e for e in logs if e["event"] == "permission_denied"]
     assert len(events) == 1
     assert events[0]["user_id"] == viewer.id and events[0]["permission"] == "project:create"
+    await services.audit.drain()  # entries are sequenced after commit
     async with services.db.session(tenant_id=uuid.UUID(tenant.id)) as session:
         rows = await session.execute(
             select(AuditLog).where(

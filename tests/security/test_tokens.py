@@ -10,6 +10,7 @@ import json
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kanvaro.security.tokens import (
     ACCESS,
@@ -17,6 +18,8 @@ from kanvaro.security.tokens import (
     SigningKeyPair,
     TokenError,
     TokenService,
+    compact_jws,
+    thumbprint,
 )
 
 T0 = 1_800_000_000.0
@@ -198,6 +201,35 @@ def test_rotated_key_keeps_verifying_and_both_are_published(key, clock):
     assert {k["kid"] for k in rotated.jwks()["keys"]} == {key.kid, new_key.kid}
     assert rotated.verify(token, ACCESS)["sub"] == CLAIMS["sub"]
     assert segments(rotated.issue(ACCESS, CLAIMS)[0])[0]["kid"] == new_key.kid
+
+
+# --- the encoder ---------------------------------------------------------------------------
+
+# RFC 8037 Appendix A: the Ed25519 key of A.1, its thumbprint (A.3), the JWS of A.4.
+RFC8037_D = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"
+RFC8037_THUMBPRINT = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+RFC8037_JWS = (
+    "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc."
+    "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg"
+)
+
+
+def test_the_encoder_reproduces_rfc8037_appendix_a():
+    key = Ed25519PrivateKey.from_private_bytes(unb64(RFC8037_D))
+    assert thumbprint(key.public_key()) == RFC8037_THUMBPRINT
+    header = RFC8037_JWS.split(".")[0]  # {"alg":"EdDSA"}
+    assert compact_jws(header, b"Example of Ed25519 signing", key) == RFC8037_JWS
+
+
+def test_issued_tokens_are_byte_for_byte_what_pyjwt_would_sign(tokens, key):
+    """Ed25519 is deterministic, so the same header and claims give the same token."""
+    for use, typ in ((ACCESS, "at+jwt"), (REFRESH, "JWT")):
+        token, payload = tokens.issue(use, CLAIMS)
+        expected = jwt.encode(
+            payload, key.private_key, algorithm="EdDSA", headers={"kid": key.kid, "typ": typ}
+        )
+        assert token == expected
+        assert tokens.verify(token, use)["jti"] == payload["jti"]
 
 
 # --- through the API -----------------------------------------------------------------------

@@ -46,6 +46,7 @@ async def join(tenant: TenantFixture, project_id: str, member: Member) -> None:
 
 
 async def audit_entries(services: Services, resource_id: str) -> list[AuditLog]:
+    await services.audit.drain()  # entries are sequenced after commit
     async with services.db.session(all_tenants=True) as session:
         rows = await session.execute(
             select(AuditLog)

@@ -233,6 +233,7 @@ async def test_assigning_needs_task_assign(tenant, make_member, services):
     assert await actions_for(services, task["id"]) == ["api:task:create", "api:task:update"]
     assert (await c.get(url, headers=dev.headers)).json()["assigneeIds"] == []
     # Each refusal is itself audited (outside the rolled-back transaction).
+    await services.audit.drain()  # entries are sequenced after commit
     async with services.db.session(all_tenants=True) as session:
         rows = await session.execute(
             select(AuditLog).where(

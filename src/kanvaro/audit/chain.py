@@ -73,7 +73,11 @@ async def iter_chain(
         if upto is not None:
             stmt = stmt.where(AuditLog.sequence_number <= upto)
         rows = (
-            (await session.execute(stmt.order_by(AuditLog.sequence_number, AuditLog.id).limit(batch)))
+            (
+                await session.execute(
+                    stmt.order_by(AuditLog.sequence_number, AuditLog.id).limit(batch)
+                )
+            )
             .scalars()
             .all()
         )

@@ -1,12 +1,15 @@
 """Signed checkpoints and Merkle proofs built from the stored chains.
 
-A checkpoint is issued for a chain's current head: the record hashes 1..N are read in order
-(their links checked on the way), the RFC 9162 root computed, the last signed checkpoint (size
-and root read from its note, its signature checked with the instance's keys; the unsigned
-columns are never trusted) checked to still be a prefix of the tree (so a rewritten past is
-refused, not signed), and the note
-signed with the instance's checkpoint key. Issuing is idempotent per (chain, tree size), so
-several processes issuing at once write one row.
+A checkpoint is issued for a chain's current head (pending entries sequenced first): the
+record hashes 1..N are read in order (their links checked on the way), the RFC 9162 root
+computed and compared with the stored tree's, the last signed checkpoint (size and root read
+from its note, its signature checked with the instance's keys; the unsigned columns are never
+trusted) checked to still be a prefix of the tree (so a rewritten past is refused, not signed),
+and the note signed with the instance's checkpoint key. Issuing is idempotent per (chain, tree
+size), so several processes issuing at once write one row.
+
+Proofs are built from the stored tree (:mod:`kanvaro.audit.tree`): O(log n) stored hashes
+whatever the chain's length.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kanvaro.audit import merkle
+from kanvaro.audit import sequencer
 from kanvaro.audit import service as audit
 from kanvaro.audit.chain import to_document
 from kanvaro.audit.hashing import GENESIS_HASH
 from kanvaro.audit.keys import CheckpointSigner, TrustedKeys, key_name, load_signer, load_trusted
 from kanvaro.audit.models import AuditChainHead, AuditCheckpoint, AuditLog
 from kanvaro.audit.note import Checkpoint, NoteError, sign_checkpoint
+from kanvaro.audit.tree import Frontier, StoredTree, TreeIncomplete
 from kanvaro.db import utcnow
 from kanvaro.errors import Conflict, Unprocessable
 
@@ -49,25 +53,58 @@ async def head_size(session: AsyncSession, chain_id: str) -> int:
     return head.sequence_number if head else 0
 
 
-async def load_leaves(session: AsyncSession, chain_id: str, upto: int) -> list[bytes]:
-    """Record hashes 1..upto in order; refuses a gap or a broken link."""
-    rows = await session.execute(
-        select(AuditLog.sequence_number, AuditLog.previous_hash, AuditLog.record_hash)
-        .where(AuditLog.chain_id == chain_id, AuditLog.sequence_number <= upto)
-        .order_by(AuditLog.sequence_number)
-    )
-    leaves: list[bytes] = []
-    previous = GENESIS_HASH
-    for seq, prev_hash, rec_hash in rows:
-        if seq != len(leaves) + 1 or prev_hash != previous:
-            raise ChainBroken(
-                f"The audit chain is broken at entry {len(leaves) + 1}; run a verification."
+SCAN_BATCH = 10_000
+
+
+async def scan_roots(
+    session: AsyncSession, chain_id: str, upto: int, *, also_at: int | None = None
+) -> tuple[bytes, bytes | None]:
+    """The Merkle root of record hashes 1..upto (and of 1..also_at), read in order; refuses a
+    gap or a broken link."""
+    frontier, previous, also = Frontier(), GENESIS_HASH, None
+    while frontier.size < upto:
+        rows = (
+            await session.execute(
+                select(AuditLog.sequence_number, AuditLog.previous_hash, AuditLog.record_hash)
+                .where(
+                    AuditLog.chain_id == chain_id,
+                    AuditLog.sequence_number > frontier.size,
+                    AuditLog.sequence_number <= upto,
+                )
+                .order_by(AuditLog.sequence_number)
+                .limit(SCAN_BATCH)
             )
-        leaves.append(bytes.fromhex(rec_hash))
-        previous = rec_hash
-    if len(leaves) != upto:
-        raise ChainBroken(f"The audit chain is missing entry {len(leaves) + 1}.")
-    return leaves
+        ).all()
+        if not rows:
+            raise ChainBroken(f"The audit chain is missing entry {frontier.size + 1}.")
+        for seq, prev_hash, rec_hash in rows:
+            if seq != frontier.size + 1 or prev_hash != previous:
+                raise ChainBroken(
+                    f"The audit chain is broken at entry {frontier.size + 1}; run a verification."
+                )
+            try:
+                frontier.append(bytes.fromhex(rec_hash))
+            except ValueError:
+                raise ChainBroken(
+                    f"Entry {seq} has no valid record hash; run a verification."
+                ) from None
+            previous = rec_hash
+            if frontier.size == also_at:
+                also = frontier.root()
+    return frontier.root(), also
+
+
+async def stored_root(session: AsyncSession, chain_id: str, size: int) -> bytes:
+    try:
+        return await StoredTree(session, chain_id).root(size)
+    except TreeIncomplete as exc:
+        raise _damaged(exc) from None
+
+
+def _damaged(exc: TreeIncomplete) -> ChainBroken:
+    return ChainBroken(
+        f"The stored Merkle tree of this chain is damaged ({exc}); run a verification."
+    )
 
 
 async def _at_size(session: AsyncSession, chain_id: str, size: int) -> AuditCheckpoint | None:
@@ -131,15 +168,17 @@ async def issue(
     The history is compared with the last *signed* checkpoint (size and root from its note,
     checked with the instance's keys), so a rewritten past is refused, not signed.
     """
+    await sequencer.settle(session, chain_id)
     size = await head_size(session, chain_id)
     if size == 0:
         return None, False
-    leaves = await load_leaves(session, chain_id, size)
-    root = merkle.root(leaves)
     previous = await last_signed(session, trusted, chain_id)
-    if previous is not None:
-        row, signed = previous
-        if signed.tree_size > size or merkle.root(leaves[: signed.tree_size]) != signed.root_hash:
+    signed = previous[1] if previous is not None else None
+    root, signed_prefix = await scan_roots(
+        session, chain_id, size, also_at=signed.tree_size if signed else None
+    )
+    if signed is not None:
+        if signed.tree_size > size or signed_prefix != signed.root_hash:
             security_log.error(
                 "audit_chain_rewritten", chain_id=chain_id, checkpoint=signed.tree_size
             )
@@ -148,7 +187,13 @@ async def issue(
                 "checkpoint; the chain was rewritten. Run a verification."
             )
         if signed.tree_size == size:
-            return row, False
+            return previous[0], False
+    if await stored_root(session, chain_id, size) != root:
+        # The proofs are built from the stored tree: one that disagrees must not be signed.
+        security_log.error("audit_tree_mismatch", chain_id=chain_id, size=size)
+        raise ChainBroken(
+            "The stored Merkle tree differs from the chain's entries; run a verification."
+        )
     note = sign_checkpoint(
         Checkpoint(signer.origin(chain_id), size, root), signer.name, signer.private_key
     )
@@ -209,6 +254,7 @@ async def issue_checkpoint(
 async def due(session: AsyncSession, chain_id: str) -> bool:
     """Whether the periodic job should sign this chain: it moved since its last checkpoint by
     more than that checkpoint's own audit entry (else every run would sign its own entry)."""
+    await sequencer.settle(session, chain_id)
     size = await head_size(session, chain_id)
     newest = await latest(session, chain_id)
     if not size or (newest is not None and newest.tree_size >= size):
@@ -241,6 +287,7 @@ def _bad(field: str, message: str) -> Unprocessable:
 
 
 async def _default_size(session: AsyncSession, chain_id: str, size: int | None) -> int:
+    await sequencer.settle(session, chain_id)
     current = await head_size(session, chain_id)
     if size is None:
         mark = await latest(session, chain_id)
@@ -259,14 +306,19 @@ async def inclusion_bundle(
         sequence = size
     if not 1 <= sequence <= size:
         raise _bad("sequence", f"the sequence number must be between 1 and {size}")
-    leaves = await load_leaves(session, chain_id, size)
+    try:
+        path, root = await StoredTree(session, chain_id).inclusion(sequence - 1, size)
+    except TreeIncomplete as exc:
+        raise _damaged(exc) from None
     entry = (
         await session.execute(
             select(AuditLog).where(
                 AuditLog.chain_id == chain_id, AuditLog.sequence_number == sequence
             )
         )
-    ).scalar_one()
+    ).scalar_one_or_none()
+    if entry is None:
+        raise ChainBroken(f"The audit chain is missing entry {sequence}; run a verification.")
     mark = await _at_size(session, chain_id, size)
     return {
         "type": "inclusion",
@@ -274,8 +326,8 @@ async def inclusion_bundle(
         "sequence": sequence,
         "leafIndex": sequence - 1,
         "treeSize": size,
-        "rootHash": b64(merkle.root(leaves)),
-        "proof": [b64(h) for h in merkle.inclusion_proof(leaves, sequence - 1)],
+        "rootHash": b64(root),
+        "proof": [b64(h) for h in path],
         "entry": to_document(entry),
         "checkpoint": mark.signed_note if mark else None,
     }
@@ -288,7 +340,10 @@ async def consistency_bundle(
     size = await _default_size(session, chain_id, second)
     if not 1 <= first <= size:
         raise _bad("from", f"'from' must be between 1 and {size}")
-    leaves = await load_leaves(session, chain_id, size)
+    try:
+        proof, first_root, root = await StoredTree(session, chain_id).consistency(first, size)
+    except TreeIncomplete as exc:
+        raise _damaged(exc) from None
     old = await _at_size(session, chain_id, first)
     new = await _at_size(session, chain_id, size)
     return {
@@ -296,9 +351,9 @@ async def consistency_bundle(
         "chainId": chain_id,
         "from": first,
         "to": size,
-        "fromRoot": b64(merkle.root(leaves[:first])),
-        "toRoot": b64(merkle.root(leaves)),
-        "proof": [b64(h) for h in merkle.consistency_proof(leaves, first)],
+        "fromRoot": b64(first_root),
+        "toRoot": b64(root),
+        "proof": [b64(h) for h in proof],
         "fromCheckpoint": old.signed_note if old else None,
         "toCheckpoint": new.signed_note if new else None,
     }

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, and_, or_, select
 
+from kanvaro.audit import sequencer
 from kanvaro.audit import service as audit
 from kanvaro.audit.hashing import timestamp
 from kanvaro.audit.models import CATEGORIES, AuditLog
@@ -170,6 +171,9 @@ async def list_logs(
     tenant_id = ctx.principal.tenant_id
     if tenant_id is None:
         await scope_to(ctx, None)  # only the super admin gets here without a tenant
+    # The listing shows sequenced entries only, so first sequence what is pending: an entry
+    # committed before this request is listed, with its sequence number.
+    await sequencer.settle(ctx.db, audit.chain_for(tenant_id) if tenant_id else None)
     stmt = _filtered(ctx, filters)
     if format is not None:
         await audit.record(

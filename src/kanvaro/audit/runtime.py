@@ -1,5 +1,6 @@
-"""What the audit subsystem runs for the life of a process: its checkpoint key, the periodic
-checkpoint task and the SIEM forwarder. Started and stopped by ``Services``.
+"""What the audit subsystem runs for the life of a process: its checkpoint key, the
+background sequencer, the periodic checkpoint and sweep jobs, and the SIEM forwarder. Started
+and stopped by ``Services``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlalchemy import select
 
-from kanvaro.audit import checkpoints, siem
+from kanvaro.audit import checkpoints, sequencer, siem, worker
 from kanvaro.audit.keys import CheckpointSigner, key_name, load_signer
 from kanvaro.audit.models import INSTANCE_CHAIN, AuditChainHead
 
@@ -25,10 +26,15 @@ log = structlog.get_logger("kanvaro.audit")
 @dataclass
 class AuditRuntime:
     signer: CheckpointSigner
+    sequencer: worker.Sequencer
     forwarder: siem.SiemForwarder | None = None
 
     def __repr__(self) -> str:
         return f"AuditRuntime(signer={self.signer.name!r})"
+
+    async def drain(self) -> int:
+        """Sequence every pending entry now (tests: read the chain right after a request)."""
+        return await self.sequencer.drain()
 
 
 async def start(services: Services) -> AuditRuntime:
@@ -36,9 +42,18 @@ async def start(services: Services) -> AuditRuntime:
         signer = await load_signer(
             session, services.master_key, name=key_name(services.settings.public_url)
         )
-    runtime = AuditRuntime(signer, siem.from_settings(services.settings))
+    runtime = AuditRuntime(
+        signer, worker.register(services.db.engine), siem.from_settings(services.settings)
+    )
     if runtime.forwarder is not None:
         siem.register(runtime.forwarder)
+    # A shared job: entries whose after-commit kick was lost (a crash, a process that ended
+    # first) are sequenced within this interval by one of the instances.
+    services.jobs.add(
+        "audit.sequencer",
+        sequencer.SWEEP_SECONDS,
+        lambda: sequencer.sweep(services.db.engine),
+    )
     # A shared job: one process across the instances signs the checkpoints of a due run.
     services.jobs.add(
         "audit.checkpoints",
@@ -51,6 +66,7 @@ async def start(services: Services) -> AuditRuntime:
 async def stop(runtime: AuditRuntime | None) -> None:
     if runtime is None:
         return
+    await runtime.sequencer.close()
     if runtime.forwarder is not None:
         await asyncio.to_thread(runtime.forwarder.close)
 
@@ -75,7 +91,10 @@ async def checkpoint_all(services: Services, signer: CheckpointSigner) -> int:
             ) as session:
                 if await checkpoints.due(session, chain_id):
                     acting = Acting.system(
-                        services, session, tenant_id=tenant_id, channel="job",
+                        services,
+                        session,
+                        tenant_id=tenant_id,
+                        channel="job",
                         name="audit.checkpoints",
                     )
                     if await checkpoints.issue_checkpoint(acting, tenant_id=tenant_id):

@@ -1,9 +1,10 @@
-"""Append audit entries inside the caller's transaction.
+"""Write audit entries inside the caller's transaction.
 
-An entry is committed together with the change it describes, or not at all. Appends to one
-chain are serialized by locking the chain's head row (``SELECT ... FOR UPDATE`` on
-PostgreSQL; SQLite transactions start with ``BEGIN IMMEDIATE`` and so hold the database write
-lock), so concurrent writers can never fork a chain or reuse a sequence number.
+An entry is committed together with the change it describes, or not at all. It is written
+*pending* (``audit_pending``): complete but for its sequence number and hashes, and without
+any lock, so writers of one tenant do not wait for each other's transactions. Once the
+transaction has committed, the sequencer gives it its place in the chain
+(:mod:`kanvaro.audit.sequencer`; in a server process in the background, :mod:`worker`).
 
 Event tags are ``<source>:<subject>:<action>`` (``api:project:create``,
 ``auth:login:failure``). Payloads are built from allow-listed fields only, and every key that
@@ -21,13 +22,13 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kanvaro.audit.chain import expected_record_hash, hashed_document, to_document
-from kanvaro.audit.hashing import GENESIS_HASH, content_digest, new_salt, timestamp
-from kanvaro.audit.models import CATEGORIES, INSTANCE_CHAIN, AuditChainHead, AuditLog
+from kanvaro.audit import observe, worker
+from kanvaro.audit.chain import hashed_document, to_document
+from kanvaro.audit.hashing import content_digest, new_salt, timestamp
+from kanvaro.audit.models import CATEGORIES, INSTANCE_CHAIN, AuditLog, AuditPending
 from kanvaro.db import on_commit, utcnow
 from kanvaro.logging import SECRET_KEY_PATTERN
 
@@ -94,23 +95,18 @@ def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> d
     }
 
 
-async def _lock_head(
-    session: AsyncSession, chain_id: str, tenant_id: uuid.UUID | None
-) -> AuditChainHead:
-    dialect = session.bind.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    await session.execute(
-        insert(AuditChainHead)
-        .values(chain_id=chain_id, tenant_id=tenant_id, sequence_number=0, head_hash=GENESIS_HASH)
-        .on_conflict_do_nothing(index_elements=["chain_id"])
-    )
-    result = await session.execute(
-        select(AuditChainHead)
-        .where(AuditChainHead.chain_id == chain_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return result.scalar_one()
+@dataclass(frozen=True)
+class RecordedEntry:
+    """What ``record()`` wrote: the entry's id and header. Its sequence number does not exist
+    yet; the sequencer assigns it after commit (find the entry by ``id``)."""
+
+    id: uuid.UUID
+    chain_id: str
+    tenant_id: uuid.UUID | None
+    action: str
+    category: str
+    created_at: datetime
+    content_digest: str
 
 
 async def record(
@@ -123,60 +119,71 @@ async def record(
     resource_type: str | None = None,
     resource_id: Any = None,
     changes: Mapping[str, Any] | None = None,
-) -> AuditLog:
-    """Append one entry to the tenant's chain (or the instance chain) and flush it."""
+) -> RecordedEntry:
+    """Write one entry for the tenant's chain (or the instance chain), pending until the
+    transaction commits and the sequencer places it."""
     if category not in CATEGORIES:
         raise ValueError(f"unknown audit category {category!r}")
     if action.count(":") != 2:
         raise ValueError("audit actions are tagged <source>:<subject>:<action>")
     chain_id = chain_for(tenant_id)
-    head = await _lock_head(session, chain_id, tenant_id)
-    sequence = head.sequence_number + 1
     payload = to_payload(dict(changes or {}))
     user_agent = (context.user_agent or None) and context.user_agent[:512]
     salt = new_salt()
-    entry = AuditLog(
+    entry = RecordedEntry(
         id=uuid.uuid4(),
         chain_id=chain_id,
         tenant_id=tenant_id,
-        sequence_number=sequence,
-        actor_id=context.actor_id,
         action=action,
-        resource_type=resource_type,
-        resource_id=str(resource_id) if resource_id is not None else None,
-        changes=payload,
-        ip_address=context.ip_address,
-        user_agent=user_agent,
         category=category,
         created_at=utcnow(),
-        previous_hash=head.head_hash,
-        content_salt=salt,
         content_digest=content_digest(
             salt, changes=payload, ip_address=context.ip_address, user_agent=user_agent
         ),
     )
-    entry.record_hash = expected_record_hash(to_document(entry))
-    head.sequence_number = sequence
-    head.head_hash = entry.record_hash
-    session.add(entry)
-    await session.flush()
+    resource = str(resource_id) if resource_id is not None else None
+    await session.execute(
+        insert(AuditPending.__table__).values(
+            id=entry.id,
+            chain_id=chain_id,
+            tenant_id=tenant_id,
+            actor_id=context.actor_id,
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource,
+            changes=payload,
+            ip_address=context.ip_address,
+            user_agent=user_agent,
+            category=category,
+            created_at=entry.created_at,
+            content_salt=salt,
+            content_digest=entry.content_digest,
+        )
+    )
+    # The entry id and content digest go into the security event (and so the SIEM): until it
+    # is sequenced a pending row could be changed or deleted by someone with database access,
+    # and the SIEM copy is what such an edit can be reconciled against.
     event = {
         "action": action,
         "category": category,
         "user_id": str(context.actor_id) if context.actor_id else None,
         "tenant_id": str(tenant_id) if tenant_id else None,
         "resource": resource_type,
-        "resource_id": entry.resource_id,
+        "resource_id": resource,
         "ip": context.ip_address,
-        "sequence": sequence,
+        "entry_id": str(entry.id),
+        "content_digest": entry.content_digest,
     }
+    engine = session.bind
 
-    async def forward() -> None:
+    async def committed() -> None:
+        # Only for an entry that committed: a rolled-back change must not show up in the SIEM
+        # (or the metrics) as if it had happened.
         security_log.info("data_access", **event)
+        observe.entry_appended(category)
+        await worker.after_commit(engine, chain_id)
 
-    # The security event (and so its SIEM copy) only for an entry that committed: a rolled-
-    # back change must not show up in the SIEM as if it had happened.
-    on_commit(session, forward)
+    on_commit(session, committed)
     return entry
 
 

@@ -19,6 +19,11 @@ with database access can recompute those, not the signatures.
 
 The walker keeps the Merkle tree as a compact range (one hash per perfect subtree, O(log n)
 memory), so checking every signed checkpoint's root costs nothing extra while streaming.
+
+In the database, entries are read in pages of ``BATCH`` and checked on the hot path
+(:mod:`kanvaro.audit.hotpath`); an entry it does not accept is re-read and judged by
+:meth:`ChainWalker.step`, the reference path the offline verifier uses too. Pending entries
+are sequenced first (:func:`sequencer.settle`), so the report covers every committed entry.
 """
 
 from __future__ import annotations
@@ -29,14 +34,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kanvaro.audit import merkle
-from kanvaro.audit.chain import content_state, expected_record_hash, iter_chain, to_document
+from kanvaro.audit import hotpath, merkle, sequencer
+from kanvaro.audit.chain import content_state, expected_record_hash, to_document
 from kanvaro.audit.hashing import GENESIS_HASH
 from kanvaro.audit.keys import TrustedKeys
 from kanvaro.audit.models import AuditChainHead, AuditCheckpoint, AuditLog
 from kanvaro.audit.note import NoteError
 
-BATCH = 1000
+BATCH = 10_000
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,8 @@ class ChainWalker:
     erased: int = 0
     checkpoints_checked: int = 0
     _last_good_checkpoint: int = 0
-    _range: list[tuple[int, bytes]] = field(default_factory=list)
+    # The Merkle compact range: one subtree root per set bit of `count`, largest first.
+    _stack: list[bytes] = field(default_factory=list)
 
     def step(self, doc: dict[str, Any]) -> ChainBreak | None:
         """Check the next entry; raises :class:`NeedsLocate` when its link is broken."""
@@ -133,10 +139,33 @@ class ChainWalker:
         )
 
     def _grow(self, leaf: bytes) -> ChainBreak | None:
-        node, size = merkle.leaf_hash(leaf), 1
-        while self._range and self._range[-1][0] == size:
-            node, size = merkle.node_hash(self._range.pop()[1], node), size * 2
-        self._range.append((size, node))
+        node, below = merkle.leaf_hash(leaf), self.count - 1
+        while below & 1:
+            node = merkle.node_hash(self._stack.pop(), node)
+            below >>= 1
+        self._stack.append(node)
+        return self.at_checkpoint()
+
+    def take(self, rows: list[Any], start: int, *, sqlite: bool) -> tuple[int, ChainBreak | None]:
+        """Accept rows (database column tuples) on the hot path from ``start`` on; returns the
+        index of the first one left for :meth:`step` (or ``len(rows)``), and the break found
+        at a signed checkpoint's size, where the hot path stops to compare the root."""
+        before = self.count
+        index, self.count, self.head_hash = hotpath.take(
+            rows,
+            start,
+            sqlite=sqlite,
+            count=self.count,
+            head_hash=self.head_hash,
+            stack=self._stack,
+            stop_at=self.checkpoint_roots,
+        )
+        if self.count != before and self.count in self.checkpoint_roots:
+            return index, self.at_checkpoint()
+        return index, None
+
+    def at_checkpoint(self) -> ChainBreak | None:
+        """If the entries so far are a signed checkpoint's tree, compare its root."""
         expected_root = self.checkpoint_roots.get(self.count)
         if expected_root is None:
             return None
@@ -153,12 +182,7 @@ class ChainWalker:
         return None
 
     def root(self) -> bytes:
-        if not self._range:
-            return merkle.root([])
-        result = self._range[-1][1]
-        for _, node in reversed(self._range[:-1]):
-            result = merkle.node_hash(node, result)
-        return result
+        return merkle.fold(self._stack)
 
     def finish(self, *, expected_size: int | None, expected_head: str | None) -> ChainBreak | None:
         """After the last entry: the chain head (or a checkpoint) may count more entries."""
@@ -224,32 +248,58 @@ async def signed_roots(
     return roots, forged
 
 
+async def _reference_step(
+    session: AsyncSession, walker: ChainWalker, chain_id: str, sequence: int
+) -> ChainBreak | None:
+    """Judge one entry the reference way (re-read through the ORM)."""
+    row = (
+        await session.execute(
+            select(AuditLog).where(
+                AuditLog.chain_id == chain_id, AuditLog.sequence_number == sequence
+            )
+        )
+    ).scalar_one()
+    doc = to_document(row)
+    try:
+        return walker.step(doc)
+    except NeedsLocate:
+        return walker.link_break(doc, await _locate(session, chain_id, doc["previousHash"]))
+
+
+async def _walk(session: AsyncSession, walker: ChainWalker, chain_id: str) -> ChainBreak | None:
+    sqlite = session.bind.dialect.name == "sqlite"
+    after = 0
+    while True:
+        rows = await hotpath.read_page(session, chain_id, after, BATCH)
+        index = 0
+        while index < len(rows):
+            index, broken = walker.take(rows, index, sqlite=sqlite)
+            if broken is None and index < len(rows):
+                broken = await _reference_step(session, walker, chain_id, rows[index][0])
+                index += 1
+            if broken is not None:
+                return broken
+        if len(rows) < BATCH:
+            return None
+        after = rows[-1][0]
+
+
 async def verify_chain(session: AsyncSession, chain_id: str, trusted: TrustedKeys) -> VerifyReport:
-    """Walk one chain in the database, in batches, against its head and its signed
-    checkpoints."""
+    """Walk one chain in the database, in pages, against its head and its signed checkpoints
+    (after sequencing what is pending)."""
+    await sequencer.settle(session, chain_id)
     roots, forged = await signed_roots(session, chain_id, trusted)
     walker = ChainWalker(chain_id, roots)
-    report = VerifyReport(chain_id, 0, GENESIS_HASH)
-    broken: ChainBreak | None = None
-    async for row in iter_chain(session, chain_id, batch=BATCH):
-        doc = to_document(row)
-        try:
-            broken = walker.step(doc)
-        except NeedsLocate:
-            found = await _locate(session, chain_id, doc["previousHash"])
-            broken = walker.link_break(doc, found)
-        if broken:
-            break
+    broken = await _walk(session, walker, chain_id)
     if broken is None:
-        head = await session.get(AuditChainHead, chain_id)
+        head = await session.get(AuditChainHead, chain_id, populate_existing=True)
         broken = walker.finish(
             expected_size=head.sequence_number if head else None,
             expected_head=head.head_hash if head else None,
         )
     if forged is not None and (broken is None or forged.sequence < broken.sequence):
         broken = forged
-    report.entries = walker.count
-    report.head_hash = walker.head_hash
+    report = VerifyReport(chain_id, walker.count, walker.head_hash)
     report.erased = walker.erased
     report.checkpoints_checked = walker.checkpoints_checked
     report.signed_size = max(roots, default=0)

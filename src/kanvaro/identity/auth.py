@@ -10,23 +10,25 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kanvaro import metrics
 from kanvaro.acting import record_surviving
 from kanvaro.audit import service as audit
 from kanvaro.audit.service import AuditContext
-from kanvaro.db import utcnow
+from kanvaro.db import on_commit, utcnow
 from kanvaro.errors import TooManyRequests, Unauthorized
+from kanvaro.identity import auth_statements as sql
 from kanvaro.identity.emails import InvalidEmail, normalize_email
-from kanvaro.identity.models import RefreshToken, User, UserSession
+from kanvaro.identity.models import UserSession
+from kanvaro.reads import Reader
 from kanvaro.security.tokens import ACCESS, REFRESH, TokenError, token_hash
 from kanvaro.services import Services
-from kanvaro.tenancy.models import Tenant
 
 security_log = structlog.get_logger("kanvaro.security")
 
@@ -53,26 +55,39 @@ class TokenPair:
         }
 
 
-async def _issue(services: Services, session: AsyncSession, user_session: UserSession) -> TokenPair:
-    claims = {
-        "sub": str(user_session.user_id),
-        "sid": str(user_session.id),
-        "tid": str(user_session.tenant_id) if user_session.tenant_id else None,
-    }
+@dataclass(frozen=True)
+class OpenedSession:
+    """A session (one refresh-token family): what its tokens are issued for."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID | None
+
+    def claims(self) -> dict[str, str | None]:
+        return {
+            "sub": str(self.user_id),
+            "sid": str(self.id),
+            "tid": str(self.tenant_id) if self.tenant_id else None,
+        }
+
+
+@dataclass(frozen=True)
+class _Signed:
+    pair: TokenPair
+    refresh_jti: str
+    refresh_hash: str  # what the database keeps of the refresh token
+
+
+def _sign(services: Services, opened: OpenedSession) -> _Signed:
+    claims = opened.claims()
     access, _ = services.tokens.issue(ACCESS, claims)
-    refresh, refresh_claims = services.tokens.issue(REFRESH, claims)
-    session.add(
-        RefreshToken(
-            jti=refresh_claims["jti"],
-            session_id=user_session.id,
-            tenant_id=user_session.tenant_id,
-            token_hash=token_hash(refresh),
-            issued_at=utcnow(),
-            expires_at=utcnow() + timedelta(seconds=services.tokens.refresh_ttl),
-        )
-    )
-    await session.flush()
-    return TokenPair(access, refresh, services.tokens.access_ttl, user_session.id)
+    refresh_token, refresh_claims = services.tokens.issue(REFRESH, claims)
+    pair = TokenPair(access, refresh_token, services.tokens.access_ttl, opened.id)
+    return _Signed(pair, refresh_claims["jti"], token_hash(refresh_token))
+
+
+def _refresh_expiry(services: Services, now: datetime) -> datetime:
+    return now + timedelta(seconds=services.tokens.refresh_ttl)
 
 
 @dataclass(frozen=True)
@@ -104,10 +119,8 @@ async def login(
     factor = await verify_password(
         services, email=email, password=password, tenant=tenant, context=context
     )
-    user_session = await open_session(
-        services, session, factor, context=context, device_info=device_info
-    )
-    return await issue_tokens(services, session, user_session)
+    opened = await open_session(services, session, factor, context=context, device_info=device_info)
+    return await issue_tokens(services, session, opened)
 
 
 async def verify_password(
@@ -120,48 +133,53 @@ async def verify_password(
 ) -> FirstFactor:
     """Step 1: the account named by (tenant, email) and its password.
 
-    Runs with no transaction of the caller's open: the account is read in a short transaction
-    of its own and the hash is checked with none open. Unknown tenant, unknown address, an
-    address that cannot exist, a wrong password, a disabled account and a suspended tenant all
-    answer the same 401 after the same hashing work; every attempt is counted before the check.
+    Runs with no transaction of the caller's open: the account is read in one autocommit
+    statement and the hash is checked with no transaction open. Unknown tenant, unknown
+    address, an address that cannot exist, a wrong password, a disabled account and a
+    suspended tenant all answer the same 401 after the same hashing work; every attempt is
+    counted before the check.
     """
     email = email.strip().lower()
-    async with services.db.session(all_tenants=True) as lookup:
-        user, usable = await _candidate(lookup, tenant, email)
+    async with services.db.reader(all_tenants=True) as reader:
+        account_row = await _candidate(reader, tenant, email)
+    user_id = sql.as_uuid(account_row["id"]) if account_row is not None else None
+    tenant_id = sql.uuid_or_none(account_row["tenant_id"]) if account_row is not None else None
     # Counted per account once it is known (so naming the tenant or leaving it out on a
     # single-tenant instance cannot double the guesses), and always before the hash check.
-    account = f"user:{user.id}" if user is not None else _account_key(tenant, email)
+    account = f"user:{user_id}" if user_id is not None else _account_key(tenant, email)
     verdict = await services.throttle.attempt(account, context.ip_address)
     if not verdict.allowed:
         security_log.warning("login_throttled", ip=context.ip_address)
+        metrics.count_sign_in("throttled")
         raise TooManyRequests(
             "Too many failed sign-in attempts. Try again later.",
             headers={"Retry-After": str(verdict.retry_after)},
         )
-    stored_hash = user.password_hash if user else None
+    stored_hash = account_row["password_hash"] if account_row is not None else None
     valid, new_hash = await services.hasher.verify_async(password, stored_hash)
-    if not (valid and usable and user is not None):
-        reason = "unknown_user" if user is None else "bad_password" if not valid else "disabled"
+    if not (valid and user_id is not None and _usable(account_row)):
+        reason = "unknown_user" if user_id is None else "bad_password" if not valid else "disabled"
         security_log.info(
             "auth_attempt",
             success=False,
             reason=reason,
             ip=context.ip_address,
-            user_id=str(user.id) if user else None,
+            user_id=str(user_id) if user_id else None,
         )
         await record_surviving(
             services,
             action="auth:login:failure",
             category="authentication",
-            tenant_id=user.tenant_id if user else None,
-            context=AuditContext(user.id if user else None, context.ip_address, context.user_agent),
-            resource_type="user" if user else None,
-            resource_id=user.id if user else None,
+            tenant_id=tenant_id,
+            context=AuditContext(user_id, context.ip_address, context.user_agent),
+            resource_type="user" if user_id else None,
+            resource_id=user_id,
             changes={"reason": reason},
         )
+        metrics.count_sign_in("failure")
         raise Unauthorized(INVALID_CREDENTIALS)
     await services.throttle.succeeded(account)
-    return FirstFactor(user.id, user.tenant_id, "password", stored_hash, new_hash)
+    return FirstFactor(user_id, tenant_id, "password", stored_hash, new_hash)
 
 
 def _account_key(tenant: str | None, email: str) -> str:
@@ -176,74 +194,82 @@ async def open_session(
     *,
     context: AuditContext,
     device_info: dict[str, Any],
-) -> UserSession:
+) -> OpenedSession:
     """Step 2: a session for a verified factor, in the caller's transaction (audited)."""
-    # Re-read under a row lock: deactivated, suspended or re-passworded since step 1 means no
-    # session.
-    fresh, usable = await _account(session, factor.user_id, lock=True)
-    if fresh is None or not usable or fresh.password_hash != factor.password_hash:
-        raise Unauthorized(INVALID_CREDENTIALS)
     now = utcnow()
-    # A statement, not an attribute change: signing in is not an edit of the person, so it
-    # must not bump the row's version (an admin's pending PATCH would then get 412).
-    login_values: dict[str, Any] = {"last_login_at": now}
-    if factor.new_hash:
-        login_values["password_hash"] = factor.new_hash  # upgrade of an older hash
-    await session.execute(
-        update(User)
-        .where(User.id == fresh.id)
-        .values(**login_values)
-        .execution_options(synchronize_session=False)
+    opened_id = uuid.uuid4()
+    # Under the account's row lock: deactivated, suspended or re-passworded since step 1
+    # matches nothing and means no session.
+    granted = await sql.sign_in_and_open_session(
+        session,
+        user_id=factor.user_id,
+        verified_hash=factor.password_hash,
+        new_hash=factor.new_hash,  # an upgrade of an older hash, or None
+        new_session={
+            "session_id": opened_id,
+            "device_id": str(device_info.get("deviceId") or uuid.uuid4()),
+            "device_info": device_info,
+            "ip_address": context.ip_address,
+            "auth_methods": [factor.method],
+            "expires_at": _refresh_expiry(services, now),
+        },
+        now=now,
     )
-    user_session = UserSession(
-        id=uuid.uuid4(),
-        tenant_id=fresh.tenant_id,
-        user_id=fresh.id,
-        device_id=str(device_info.get("deviceId") or uuid.uuid4()),
-        device_info=device_info,
-        ip_address=context.ip_address,
-        auth_methods=[factor.method],
-        last_activity_at=now,
-        expires_at=now + timedelta(seconds=services.tokens.refresh_ttl),
-        is_active=True,
-    )
-    session.add(user_session)
-    await session.flush()
+    if granted is None:
+        metrics.count_sign_in("failure")
+        raise Unauthorized(INVALID_CREDENTIALS)
+    opened = OpenedSession(opened_id, factor.user_id, sql.uuid_or_none(granted["tenant_id"]))
     await audit.record(
         session,
         action="auth:login:success",
         category="authentication",
-        tenant_id=fresh.tenant_id,
-        context=AuditContext(fresh.id, context.ip_address, context.user_agent),
+        tenant_id=opened.tenant_id,
+        context=AuditContext(opened.user_id, context.ip_address, context.user_agent),
         resource_type="session",
-        resource_id=user_session.id,
+        resource_id=opened.id,
         changes={"methods": [factor.method], "rehashed": bool(factor.new_hash)},
     )
-    security_log.info("auth_attempt", success=True, user_id=str(fresh.id), ip=context.ip_address)
-    return user_session
+    security_log.info(
+        "auth_attempt", success=True, user_id=str(opened.user_id), ip=context.ip_address
+    )
+    on_commit(session, _count_success)  # a sign-in whose transaction rolls back did not happen
+    return opened
+
+
+async def _count_success() -> None:
+    metrics.count_sign_in("success")
 
 
 async def issue_tokens(
-    services: Services, session: AsyncSession, user_session: UserSession
+    services: Services, session: AsyncSession, opened: OpenedSession
 ) -> TokenPair:
     """Step 3: an access and a refresh token for an open session."""
-    return await _issue(services, session, user_session)
-
-
-def _usable(user: User, tenant: Tenant | None) -> bool:
-    return bool(
-        user.is_active
-        and (
-            (tenant is None and user.is_super_admin)
-            or (tenant is not None and tenant.status == "active")
-        )
+    signed = _sign(services, opened)
+    now = utcnow()
+    await sql.row(
+        session,
+        sql.ISSUE_REFRESH_TOKEN,
+        new_jti=signed.refresh_jti,
+        new_hash=signed.refresh_hash,
+        session_id=opened.id,
+        tenant_id=opened.tenant_id,
+        now=now,
+        expires_at=_refresh_expiry(services, now),
     )
+    return signed.pair
 
 
-async def _candidate(
-    session: AsyncSession, tenant_slug: str | None, email: str
-) -> tuple[User | None, bool]:
-    """The account that (tenant, email) names, and whether it may sign in at all.
+def _usable(account: Any) -> bool:
+    """An enabled account of an active tenant, or an enabled super admin (no tenant)."""
+    if account is None or not account["is_active"]:
+        return False
+    if account["tenant_id"] is None:
+        return bool(account["is_super_admin"])
+    return account["tenant_status"] == "active"
+
+
+async def _candidate(reader: Reader, tenant_slug: str | None, email: str) -> Any:
+    """The account that (tenant, email) names, or None.
 
     With a tenant slug: that tenant's member. Without one: the instance super admin of that
     address, else the member of the only tenant, if the instance has exactly one. An address
@@ -252,96 +278,96 @@ async def _candidate(
     try:
         email = normalize_email(email)
     except InvalidEmail:
-        return None, False
-    stmt = select(User, Tenant).outerjoin(Tenant, Tenant.id == User.tenant_id)
+        return None
     if tenant_slug is not None:
-        stmt = stmt.where(Tenant.slug == tenant_slug.strip().lower())
-    else:
-        admin = (
-            await session.execute(
-                stmt.where(User.tenant_id.is_(None), func.lower(User.email) == email)
-            )
-        ).first()
-        if admin is not None:
-            return admin[0], _usable(admin[0], None)
-        only = (await session.execute(select(Tenant.id).limit(2))).scalars().all()
-        if len(only) != 1:
-            return None, False
-        stmt = stmt.where(User.tenant_id == only[0])
-    row = (await session.execute(stmt.where(func.lower(User.email) == email))).first()
-    if row is None:
-        return None, False
-    return row[0], _usable(row[0], row[1])
+        slug = tenant_slug.strip().lower()
+        return await sql.read(reader, sql.ACCOUNT_IN_TENANT, slug=slug, email=email)
+    return await sql.read(reader, sql.ACCOUNT_WITHOUT_TENANT, email=email)
 
 
-async def _account(
-    session: AsyncSession, user_id: uuid.UUID, *, lock: bool = False
-) -> tuple[User | None, bool]:
-    stmt = (
-        select(User, Tenant)
-        .outerjoin(Tenant, Tenant.id == User.tenant_id)
-        .where(User.id == user_id)
-    )
-    if lock:
-        stmt = stmt.with_for_update(of=User)
-    row = (await session.execute(stmt)).first()
-    if row is None:
-        return None, False
-    return row[0], _usable(row[0], row[1])
+INVALID_REFRESH = "Invalid refresh token."
 
 
 async def refresh(
     services: Services, session: AsyncSession, *, refresh_token: str, context: AuditContext
 ) -> TokenPair:
+    """Spend a refresh token and issue the next pair (audited). A spent token presented
+    again ends its whole session."""
     try:
         claims = await services.verify_token(refresh_token, REFRESH)
-    except TokenError:
-        raise Unauthorized("Invalid refresh token.") from None
-    stored = await session.get(RefreshToken, claims["jti"], with_for_update=True)
-    if stored is None or stored.token_hash != token_hash(refresh_token):
-        raise Unauthorized("Invalid refresh token.")
-    user_session = await session.get(UserSession, stored.session_id)
-    user = await session.get(User, user_session.user_id) if user_session else None
-    if user_session is None or user is None:
-        raise Unauthorized("Invalid refresh token.")
-    if stored.used_at is not None:
-        # Reuse of a spent token: someone else holds the family. End it for everyone.
-        await _end_reused_family(services, user_session, user, context)
-        raise Unauthorized("Refresh token reuse detected; the session has been ended.")
+        # The session a token names never changes its user or tenant.
+        opened = OpenedSession(
+            sql.as_uuid(claims["sid"]),
+            sql.as_uuid(claims["sub"]),
+            sql.uuid_or_none(claims.get("tid")),
+        )
+    except (TokenError, KeyError, ValueError):
+        raise Unauthorized(INVALID_REFRESH) from None
+    digest = token_hash(refresh_token)
+    signed = _sign(services, opened)  # the next pair, stored by the same statement
     now = utcnow()
-    tenant = await session.get(Tenant, user.tenant_id) if user.tenant_id else None
-    if (
-        not user_session.is_active
-        or user_session.expires_at <= now
-        or not user.is_active
-        or (tenant is not None and tenant.status != "active")
-    ):
+    rotation = await sql.rotate_refresh_token(
+        session,
+        jti=claims["jti"],
+        token_hash=digest,
+        session_id=opened.id,
+        user_id=opened.user_id,
+        new_jti=signed.refresh_jti,
+        new_hash=signed.refresh_hash,
+        now=now,
+        expires_at=_refresh_expiry(services, now),
+    )
+    if not rotation.spent:
+        raise await _refused(services, session, jti=claims["jti"], digest=digest, context=context)
+    # Any refusal from here on rolls the spend back with the request's transaction.
+    if not rotation.issued:
         raise Unauthorized("Session ended.")
-    stored.used_at = now
-    user_session.last_activity_at = now
-    pair = await _issue(services, session, user_session)
+    if sql.uuid_or_none(rotation.tenant_id) != opened.tenant_id:
+        raise Unauthorized(INVALID_REFRESH)
     await audit.record(
         session,
         action="auth:token:refresh",
         category="authentication",
-        tenant_id=user.tenant_id,
-        context=AuditContext(user.id, context.ip_address, context.user_agent),
+        tenant_id=opened.tenant_id,
+        context=AuditContext(opened.user_id, context.ip_address, context.user_agent),
         resource_type="session",
-        resource_id=user_session.id,
+        resource_id=opened.id,
     )
-    return pair
+    return signed.pair
+
+
+async def _refused(
+    services: Services, session: AsyncSession, *, jti: str, digest: str, context: AuditContext
+) -> Unauthorized:
+    """Why a refresh token spent nothing: unknown or not ours (invalid), or spent already
+    (reuse: someone else holds the family, which then ends for everyone)."""
+    state = await sql.row(session, sql.REFRESH_TOKEN_STATE, jti=jti)
+    if state is None or state["token_hash"] != digest or state["used_at"] is None:
+        return Unauthorized(INVALID_REFRESH)
+    await _end_reused_family(
+        services,
+        session_id=sql.as_uuid(state["id"]),
+        user_id=sql.as_uuid(state["user_id"]),
+        tenant_id=sql.uuid_or_none(state["tenant_id"]),
+        context=context,
+    )
+    return Unauthorized("Refresh token reuse detected; the session has been ended.")
 
 
 async def _end_reused_family(
-    services: Services, user_session: UserSession, user: User, context: AuditContext
+    services: Services,
+    *,
+    session_id: uuid.UUID,
+    user_id: uuid.UUID,
+    tenant_id: uuid.UUID | None,
+    context: AuditContext,
 ) -> None:
     security_log.warning(
         "refresh_token_reuse",
-        user_id=str(user.id),
-        session_id=str(user_session.id),
+        user_id=str(user_id),
+        session_id=str(session_id),
         ip=context.ip_address,
     )
-    session_id, user_id, tenant_id = user_session.id, user.id, user.tenant_id
 
     async def end(session: AsyncSession) -> None:
         await revoke_session(session, session_id, reason="refresh_token_reuse")

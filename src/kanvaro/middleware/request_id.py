@@ -6,7 +6,6 @@ import re
 import uuid
 
 import structlog
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _SAFE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -20,14 +19,22 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        incoming = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
         # A client-chosen id is kept only if it is harmless (it ends up in logs).
         request_id = incoming if _SAFE.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                message["headers"] = [
+                    *(h for h in message.get("headers") or () if h[0].lower() != header[0]),
+                    header,
+                ]
             await send(message)
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):

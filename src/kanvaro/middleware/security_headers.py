@@ -9,7 +9,6 @@ counts as TLS, but only from a peer in ``KANVARO_TRUSTED_PROXIES``.
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kanvaro.security.client_ip import Network, scope_is_https
@@ -34,6 +33,10 @@ STATIC_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
+# The same as raw ASGI header pairs, encoded once: this runs on every response.
+_STATIC_RAW = tuple((k.lower().encode(), v.encode()) for k, v in STATIC_HEADERS.items())
+_NO_STORE = (b"cache-control", b"no-store")
+_HSTS_RAW = (b"strict-transport-security", HSTS.encode())
 
 
 class SecurityHeadersMiddleware:
@@ -64,13 +67,16 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in STATIC_HEADERS.items():
-                    headers.setdefault(name, value)
-                if "cache-control" not in headers:
-                    headers["Cache-Control"] = "no-store"
+                headers = list(message.get("headers") or ())
+                present = {name.lower() for name, _ in headers}
+                # A route's own value wins (setdefault semantics), except HSTS, always ours.
+                headers += [h for h in _STATIC_RAW if h[0] not in present]
+                if b"cache-control" not in present:
+                    headers.append(_NO_STORE)
                 if tls:
-                    headers["Strict-Transport-Security"] = HSTS
+                    headers = [h for h in headers if h[0].lower() != _HSTS_RAW[0]]
+                    headers.append(_HSTS_RAW)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

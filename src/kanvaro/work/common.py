@@ -20,6 +20,7 @@ from kanvaro.work.models import Project, ProjectMember
 M = TypeVar("M")
 
 __all__ = [
+    "check_project",
     "check_version",
     "escape_like",
     "get_or_404",
@@ -39,6 +40,14 @@ def visible_projects(ctx: Ctx, stmt: Select[Any], project_column: Any) -> Select
     if ctx.principal.project_scoped:
         return stmt.where(project_column.in_(member_project_ids(ctx)))
     return stmt
+
+
+async def check_project(ctx: Ctx, project_id: uuid.UUID) -> None:
+    """404 unless the project exists in this tenant and the caller may see it; reads its id
+    only (no entity to build) for the writes that just need it to be there."""
+    stmt = visible_projects(ctx, select(Project.id).where(Project.id == project_id), Project.id)
+    if (await ctx.db.execute(stmt)).first() is None:
+        raise NotFound("No such project.")
 
 
 async def get_project(ctx: Ctx, project_id: uuid.UUID) -> Project:

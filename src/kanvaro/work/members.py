@@ -15,7 +15,7 @@ from kanvaro.acting import Acting
 from kanvaro.audit import service as audit
 from kanvaro.errors import Conflict, NotFound
 from kanvaro.identity.models import User
-from kanvaro.work.common import check_version, get_or_404, get_project, stamp
+from kanvaro.work.common import check_project, check_version, get_or_404, stamp
 from kanvaro.work.models import MEMBER_FIELDS, ProjectMember
 
 
@@ -32,7 +32,7 @@ async def _record(
 
 
 async def get_member(ctx: Acting, project_id: uuid.UUID, member_id: uuid.UUID) -> ProjectMember:
-    await get_project(ctx, project_id)
+    await check_project(ctx, project_id)
     return await get_or_404(
         ctx.db,
         select(ProjectMember).where(
@@ -45,7 +45,7 @@ async def get_member(ctx: Acting, project_id: uuid.UUID, member_id: uuid.UUID) -
 async def add_member(
     ctx: Acting, project_id: uuid.UUID, user_id: uuid.UUID, project_role: str
 ) -> ProjectMember:
-    await get_project(ctx, project_id)
+    await check_project(ctx, project_id)
     # A scoped query: a user of another tenant is "unknown", never "forbidden".
     if not (await ctx.db.execute(select(User.id).where(User.id == user_id))).first():
         raise NotFound(

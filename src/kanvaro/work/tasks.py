@@ -13,11 +13,12 @@ from kanvaro.audit import service as audit
 from kanvaro.db import utcnow
 from kanvaro.deps import Ctx, require
 from kanvaro.errors import Forbidden, NotFound
-from kanvaro.http_helpers import set_etag
+from kanvaro.http_helpers import etag, json_response, set_etag
 from kanvaro.identity.models import User
-from kanvaro.schemas import IsoDate, Page, page_of, paginate
+from kanvaro.schemas import IsoDate, JsonOut, Page, decode_cursor, page_of
 from kanvaro.security.permissions import Permission as P
-from kanvaro.work.common import check_version, get_project, stamp, visible_projects
+from kanvaro.work import task_reads
+from kanvaro.work.common import check_project, check_version, stamp, visible_projects
 from kanvaro.work.models import (
     COMMENT_FIELDS,
     TIME_FIELDS,
@@ -32,6 +33,9 @@ from kanvaro.work.schemas_tasks import TaskCreate, TaskOut, TaskPriority, TaskSt
 TASK_FIELDS = ("project_id", "title", "description", "priority", "status", "due_date")
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+# Serializers of the hot reads: validated from row mappings, dumped straight to JSON bytes.
+TASK_OUT = JsonOut(TaskOut)
+PAGE_OF_TASKS = JsonOut(Page[TaskOut])
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 
@@ -171,7 +175,7 @@ async def _set_assignees(
 
 
 async def create_task(ctx: Ctx, data: TaskCreate) -> tuple[Task, list[uuid.UUID]]:
-    await get_project(ctx, data.project_id)
+    await check_project(ctx, data.project_id)
     if data.assignee_ids and not await may_assign(ctx, data.project_id):
         raise await deny(ctx, P.TASK_ASSIGN, "Assigning people needs permission task:assign.")
     await _check_assignees(ctx, data.assignee_ids)
@@ -226,9 +230,7 @@ async def delete_task(ctx: Ctx, task: Task, *, via: str | None = None) -> None:
     """
     cause = {"via": via or f"task:{task.id}"}
     comments = (
-        await ctx.db.execute(
-            select(Comment).where(Comment.task_id == task.id).order_by(Comment.id)
-        )
+        await ctx.db.execute(select(Comment).where(Comment.task_id == task.id).order_by(Comment.id))
     ).scalars()
     for comment in comments:
         await ctx.record(
@@ -282,26 +284,23 @@ async def list_tasks(
     assignee_id: Annotated[uuid.UUID | None, Query(alias="assigneeId")] = None,
     due_before: Annotated[IsoDate | None, Query(alias="dueBefore")] = None,
     due_after: Annotated[IsoDate | None, Query(alias="dueAfter")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Filters combine with AND; ``dueBefore``/``dueAfter`` are inclusive."""
-    stmt = visible_projects(ctx, select(Task), Task.project_id)
-    if project_id:
-        stmt = stmt.where(Task.project_id == project_id)
-    if status:
-        stmt = stmt.where(Task.status == status)
-    if priority:
-        stmt = stmt.where(Task.priority == priority)
-    if assignee_id:
-        stmt = stmt.where(
-            Task.id.in_(select(TaskAssignee.task_id).where(TaskAssignee.user_id == assignee_id))
+    async with ctx.reader() as reader:
+        rows, assignees = await task_reads.task_page(
+            ctx,
+            reader,
+            limit=limit,
+            after=decode_cursor(cursor) if cursor else None,
+            project_id=project_id,
+            status=status,
+            priority=priority,
+            assignee_id=assignee_id,
+            due_before=due_before,
+            due_after=due_after,
         )
-    if due_before:
-        stmt = stmt.where(Task.due_date <= due_before)
-    if due_after:
-        stmt = stmt.where(Task.due_date >= due_after)
-    rows = list((await ctx.db.execute(paginate(stmt, Task, cursor, limit))).scalars().all())
-    assignees = await assignees_of(ctx, (t.id for t in rows[:limit]))
-    return page_of(rows, limit, lambda t: task_out(t, assignees[t.id]))
+    page = page_of(rows, limit, lambda t: {**t, "assignee_ids": assignees[t["id"]]})
+    return json_response(PAGE_OF_TASKS.json(page))
 
 
 @router.post("", status_code=201, response_model=TaskOut, response_model_by_alias=True)
@@ -315,12 +314,11 @@ async def post_task(
 
 
 @router.get("/{task_id}", response_model=TaskOut, response_model_by_alias=True)
-async def get_one(
-    task_id: uuid.UUID, response: Response, ctx: Annotated[Ctx, require(P.TASK_READ)]
-) -> TaskOut:
-    task = await get_task(ctx, task_id)
-    set_etag(response, task.version)
-    return task_out(task, (await assignees_of(ctx, [task.id]))[task.id])
+async def get_one(task_id: uuid.UUID, ctx: Annotated[Ctx, require(P.TASK_READ)]) -> Response:
+    async with ctx.reader() as reader:
+        row, assignees = await task_reads.task_with_assignees(ctx, reader, task_id)
+    body = TASK_OUT.json({**row, "assignee_ids": assignees})
+    return json_response(body, headers={"ETag": etag(row["version"])})
 
 
 @router.patch("/{task_id}", response_model=TaskOut, response_model_by_alias=True)

@@ -1,0 +1,394 @@
+"""The statements of sign-in and token refresh: SQLAlchemy Core, compiled once.
+
+Refresh and sign-in spent most of their time in the ORM (identity map, flush, unit of work)
+around a dozen round trips, not in PostgreSQL. Each statement here is a
+:class:`~kanvaro.reads.Query`. In the request's transaction, PostgreSQL runs it as a prepared
+statement on that transaction's driver connection (one round trip, no ORM bookkeeping), and
+a refresh or the opening of a session is one statement: data-modifying CTEs chain the
+``UPDATE``/``INSERT`` steps. SQLite, which has no such CTEs, runs the same steps one by one
+through the session.
+
+The guards that used to be a ``SELECT ... FOR UPDATE`` plus a check in Python are the
+``WHERE`` of the ``UPDATE`` that takes the same row lock: a racing request waits for the lock,
+then finds the row changed and matches nothing.
+
+These statements change identity rows (a session's last activity, a new session, the time of
+a sign-in, an upgraded hash) without the ORM on purpose: none of it is what the principal
+cache holds (``identity.principals``), so they must not empty it. Revocations stay ORM
+statements, which do.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    JSON,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kanvaro.identity.models import RefreshToken, User, UserSession
+from kanvaro.reads import Query, Reader, transaction_driver
+from kanvaro.tenancy.models import Tenant
+
+Row = Mapping[str, Any]
+
+_users = User.__table__
+_tenants = Tenant.__table__
+_sessions = UserSession.__table__
+_tokens = RefreshToken.__table__
+_ACTIVE = literal_column("'active'")  # a constant, not a parameter: Query binds names only
+# Parameters the PostgreSQL driver path takes as JSON text (SQLAlchemy's JSON type encodes
+# them on the SQLite path).
+_JSON_PARAMS = ("device_info", "auth_methods")
+
+
+def _param(name: str, type_: Any = None) -> Any:
+    # Prefixed: SQLAlchemy reserves a table's column names for the binds of its INSERT and
+    # UPDATE. Callers pass the plain names (see _bind).
+    return bindparam(f"p_{name}", type_=type_)
+
+
+class Change(Query):
+    """A statement that writes, also when it reads like a ``SELECT`` (a data-modifying CTE)."""
+
+
+# -- sign-in: which account ------------------------------------------------------------------
+
+_ACCOUNT_COLUMNS = (
+    _users.c.id,
+    _users.c.tenant_id,
+    _users.c.password_hash,
+    _users.c.is_active,
+    _users.c.is_super_admin,
+    _tenants.c.status.label("tenant_status"),
+)
+
+# The member of the tenant with this slug.
+ACCOUNT_IN_TENANT = Query(
+    select(*_ACCOUNT_COLUMNS)
+    .select_from(_users.join(_tenants, _tenants.c.id == _users.c.tenant_id))
+    .where(_tenants.c.slug == _param("slug"), func.lower(_users.c.email) == _param("email"))
+)
+
+# No tenant named: the instance's super admin of this address, else the member of the only
+# tenant when the instance has exactly one. One statement instead of up to three.
+_at_most_two = select(_tenants.c.id).limit(literal_column("2")).subquery()
+_one_tenant = select(func.count()).select_from(_at_most_two).scalar_subquery() == literal_column(
+    "1"
+)
+ACCOUNT_WITHOUT_TENANT = Query(
+    select(*_ACCOUNT_COLUMNS)
+    .select_from(_users.outerjoin(_tenants, _tenants.c.id == _users.c.tenant_id))
+    .where(
+        func.lower(_users.c.email) == _param("email"),
+        or_(_users.c.tenant_id.is_(None), _one_tenant),
+    )
+    .order_by(_users.c.tenant_id.is_not(None))  # the super admin first
+    .limit(literal_column("1"))
+)
+
+# -- sign-in: the session --------------------------------------------------------------------
+
+# Records the sign-in (and an upgraded hash) if the account may still sign in and its
+# password is still the one just verified; takes the user's row lock. A statement on the
+# table, not the ORM: signing in is not an edit, the row's version stays.
+_record_sign_in = (
+    update(_users)
+    .where(
+        _users.c.id == _param("user_id"),
+        _users.c.password_hash == _param("verified_hash"),
+        _users.c.is_active.is_(True),
+        or_(
+            and_(_users.c.tenant_id.is_(None), _users.c.is_super_admin.is_(True)),
+            select(_tenants.c.id)
+            .where(_tenants.c.id == _users.c.tenant_id, _tenants.c.status == _ACTIVE)
+            .exists(),
+        ),
+    )
+    .values(
+        last_login_at=_param("now"),
+        updated_at=_param("now"),
+        password_hash=func.coalesce(_param("new_hash", String), _users.c.password_hash),
+    )
+    .returning(_users.c.id, _users.c.tenant_id)
+)
+RECORD_SIGN_IN = Query(_record_sign_in)
+
+_SESSION_COLUMNS = [
+    "id",
+    "tenant_id",
+    "user_id",
+    "device_id",
+    "device_info",
+    "ip_address",
+    "auth_methods",
+    "last_activity_at",
+    "expires_at",
+    "is_active",
+    "created_at",
+    "updated_at",
+]
+
+
+def _new_session(tenant_id: Any, user_id: Any) -> tuple[Any, ...]:
+    return (
+        _param("session_id", _sessions.c.id.type),
+        tenant_id,
+        user_id,
+        _param("device_id", String),
+        _param("device_info", JSON),
+        _param("ip_address", String),
+        _param("auth_methods", JSON),
+        _param("now", _sessions.c.created_at.type),
+        _param("expires_at", _sessions.c.expires_at.type),
+        true(),
+        _param("now", _sessions.c.created_at.type),
+        _param("now", _sessions.c.created_at.type),
+    )
+
+
+OPEN_SESSION = Query(
+    insert(_sessions).values(
+        dict(
+            zip(_SESSION_COLUMNS, _new_session(_param("tenant_id"), _param("user_id")), strict=True)
+        )
+    )
+)
+
+_signed_in = _record_sign_in.cte("signed_in")
+_opened = (
+    insert(_sessions)
+    .from_select(_SESSION_COLUMNS, select(*_new_session(_signed_in.c.tenant_id, _signed_in.c.id)))
+    .returning(_sessions.c.tenant_id)
+    .cte("opened")
+)
+# PostgreSQL: both steps in one statement; no row means the sign-in was refused.
+SIGN_IN_AND_OPEN_SESSION = Change(select(_opened.c.tenant_id))
+
+# -- refresh ---------------------------------------------------------------------------------
+
+_TOKEN_COLUMNS = ["jti", "session_id", "tenant_id", "token_hash", "issued_at", "expires_at"]
+
+
+def _new_token(session_id: Any, tenant_id: Any) -> tuple[Any, ...]:
+    return (
+        _param("new_jti", String),
+        session_id,
+        tenant_id,
+        _param("new_hash", String),
+        _param("now", _tokens.c.issued_at.type),
+        _param("expires_at", _tokens.c.expires_at.type),
+    )
+
+
+ISSUE_REFRESH_TOKEN = Query(
+    insert(_tokens).values(
+        dict(
+            zip(_TOKEN_COLUMNS, _new_token(_param("session_id"), _param("tenant_id")), strict=True)
+        )
+    )
+)
+
+# Spends a refresh token once: a second request with the same token waits for this row's
+# lock, then finds it spent and matches nothing.
+_spend = (
+    update(_tokens)
+    .where(
+        _tokens.c.jti == _param("jti"),
+        _tokens.c.token_hash == _param("token_hash"),
+        _tokens.c.session_id == _param("session_id"),
+        _tokens.c.used_at.is_(None),
+    )
+    .values(used_at=_param("now"))
+    .returning(_tokens.c.session_id)
+)
+SPEND_REFRESH_TOKEN = Query(_spend)
+
+
+def _touch(*spent: Any) -> Any:
+    """Marks the session active now if it is still open (and its token was just ``spent``),
+    its account enabled and its tenant active; takes the session's row lock."""
+    return (
+        update(_sessions)
+        .where(
+            *spent,
+            _sessions.c.id == _param("session_id"),
+            _sessions.c.user_id == _param("user_id"),
+            _sessions.c.is_active.is_(True),
+            _sessions.c.expires_at > _param("now"),
+            select(_users.c.id)
+            .select_from(_users.outerjoin(_tenants, _tenants.c.id == _users.c.tenant_id))
+            .where(
+                _users.c.id == _param("user_id"),
+                _users.c.is_active.is_(True),
+                or_(_users.c.tenant_id.is_(None), _tenants.c.status == _ACTIVE),
+            )
+            .exists(),
+        )
+        .values(last_activity_at=_param("now"), updated_at=_param("now"))
+        .returning(_sessions.c.id, _sessions.c.tenant_id)
+    )
+
+
+TOUCH_SESSION = Query(_touch())
+
+_spent = _spend.cte("spent")
+_touched = _touch(_sessions.c.id.in_(select(_spent.c.session_id))).cte("touched")
+_issued = (
+    insert(_tokens)
+    .from_select(_TOKEN_COLUMNS, select(*_new_token(_touched.c.id, _touched.c.tenant_id)))
+    .returning(_tokens.c.jti)
+    .cte("issued")
+)
+# PostgreSQL: spend, touch and issue in one statement, and what each step did.
+ROTATE_REFRESH_TOKEN = Change(
+    select(
+        exists(select(_spent.c.session_id)).label("spent"),
+        exists(select(_issued.c.jti)).label("issued"),
+        select(_touched.c.tenant_id).scalar_subquery().label("tenant_id"),
+    )
+)
+
+# Why a refresh token spent nothing: unknown, someone else's hash, or already spent.
+REFRESH_TOKEN_STATE = Query(
+    select(
+        _tokens.c.token_hash,
+        _tokens.c.used_at,
+        _sessions.c.id,
+        _sessions.c.user_id,
+        _sessions.c.tenant_id,
+    )
+    .select_from(_tokens.join(_sessions, _sessions.c.id == _tokens.c.session_id))
+    .where(_tokens.c.jti == _param("jti"))
+)
+
+
+# -- the two compound steps ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What a refresh did: spent the presented token, and issued the next one (the session
+    was still open), in the tenant the session belongs to."""
+
+    spent: bool
+    issued: bool
+    tenant_id: Any = None
+
+
+async def rotate_refresh_token(
+    session: AsyncSession,
+    *,
+    jti: str,
+    token_hash: str,
+    session_id: uuid.UUID,
+    user_id: uuid.UUID,
+    new_jti: str,
+    new_hash: str,
+    now: datetime,
+    expires_at: datetime,
+) -> Rotation:
+    """Spend a refresh token, touch its session and store the next token: all or nothing is
+    up to the caller's transaction (a refusal after the spend must roll back)."""
+    spend = {"jti": jti, "token_hash": token_hash, "session_id": session_id, "now": now}
+    touch = {"session_id": session_id, "user_id": user_id, "now": now}
+    issue = {"new_jti": new_jti, "new_hash": new_hash, "expires_at": expires_at}
+    if _dialect(session) == "postgresql":
+        found = await row(session, ROTATE_REFRESH_TOKEN, **{**spend, **touch, **issue})
+        assert found is not None  # the statement always answers one row
+        return Rotation(found["spent"], found["issued"], found["tenant_id"])
+    if await row(session, SPEND_REFRESH_TOKEN, **spend) is None:
+        return Rotation(spent=False, issued=False)
+    touched = await row(session, TOUCH_SESSION, **touch)
+    if touched is None:
+        return Rotation(spent=True, issued=False)
+    await row(
+        session, ISSUE_REFRESH_TOKEN, session_id=session_id, tenant_id=touched["tenant_id"],
+        now=now, **issue,
+    )  # fmt: skip
+    return Rotation(spent=True, issued=True, tenant_id=touched["tenant_id"])
+
+
+async def sign_in_and_open_session(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    verified_hash: str | None,
+    new_hash: str | None,
+    new_session: dict[str, Any],
+    now: datetime,
+) -> Row | None:
+    """Record the sign-in and open a session, or None when the account may no longer sign in
+    (the row then holds the session's ``tenant_id``)."""
+    sign_in = {"user_id": user_id, "verified_hash": verified_hash, "new_hash": new_hash}
+    if _dialect(session) == "postgresql":
+        return await row(session, SIGN_IN_AND_OPEN_SESSION, **sign_in, **new_session, now=now)
+    granted = await row(session, RECORD_SIGN_IN, **sign_in, now=now)
+    if granted is not None:
+        await row(
+            session, OPEN_SESSION, tenant_id=granted["tenant_id"], user_id=user_id, now=now,
+            **new_session,
+        )  # fmt: skip
+    return granted
+
+
+# -- running them ------------------------------------------------------------------------------
+
+
+def as_uuid(value: Any) -> uuid.UUID:
+    """The PostgreSQL driver returns its own UUID type; callers hold the standard one."""
+    return value if type(value) is uuid.UUID else uuid.UUID(str(value))
+
+
+def uuid_or_none(value: Any) -> uuid.UUID | None:
+    return None if value is None else as_uuid(value)
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name
+
+
+def _bind(params: dict[str, Any]) -> dict[str, Any]:
+    return {f"p_{name}": value for name, value in params.items()}
+
+
+async def read(reader: Reader, query: Query, **params: Any) -> Row | None:
+    """The first row of a read-only ``query`` on a lean reader (no transaction)."""
+    return await reader.row(query, **_bind(params))
+
+
+async def row(session: AsyncSession, query: Query, **params: Any) -> Row | None:
+    """The first row of ``query`` (or None) in the session's transaction, begun if need be."""
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        result = await session.execute(query.statement, _bind(params))
+        return result.mappings().first() if result.returns_rows else None
+    if isinstance(query, Change) or query.statement.is_dml:
+        # The session's statement hook (``db._note_statement_write``) never sees the driver
+        # path; without this mark ``db.end_read_only_prefix`` could commit these writes
+        # half-way.
+        session.sync_session.info["kanvaro_wrote"] = True
+    driver = await transaction_driver(session)
+    sql, names = query.for_dialect(connection.dialect)
+    for name in _JSON_PARAMS:
+        if name in params:
+            params[name] = orjson.dumps(params[name]).decode()
+    bound = _bind(params)
+    return await driver.fetchrow(sql, *(bound[n] for n in names))

@@ -1,0 +1,124 @@
+"""The principal behind a token and its short-lived cache: bounded in time and size, emptied
+by any committed change to sessions, users, roles or tenants in this process."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from kanvaro.acting import Principal
+from kanvaro.db import utcnow
+from kanvaro.errors import Unauthorized
+from kanvaro.identity import principals
+from kanvaro.identity.principals import PrincipalCache
+from kanvaro.services import Services
+from tests.conftest import TenantFixture
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _principal(**kw: object) -> Principal:
+    values: dict = {
+        "user_id": uuid.uuid4(),
+        "tenant_id": uuid.uuid4(),
+        "session_id": uuid.uuid4(),
+        "email": "a@kanvaro.example",
+        "role": "admin",
+        "permissions": frozenset({"task:read"}),
+        "project_scoped": False,
+    }
+    values.update(kw)
+    return Principal(**values)
+
+
+def test_entries_live_at_most_the_ttl() -> None:
+    clock = Clock()
+    cache = PrincipalCache(0.5, clock=clock)
+    p = _principal()
+    cache.put(p, utcnow() + timedelta(hours=1))
+    assert cache.get(p.session_id) is not None
+    clock.now += 0.49
+    assert cache.get(p.session_id) is not None
+    clock.now += 0.02
+    assert cache.get(p.session_id) is None
+
+
+def test_size_is_bounded_and_zero_ttl_keeps_nothing() -> None:
+    cache = PrincipalCache(10, size=3, clock=Clock())
+    for _ in range(5):
+        cache.put(_principal(), utcnow() + timedelta(hours=1))
+    assert len(cache) == 3
+    off = PrincipalCache(0)
+    off.put(_principal(), utcnow() + timedelta(hours=1))
+    assert len(off) == 0
+
+
+def _no_reader():  # type: ignore[no-untyped-def]
+    raise AssertionError("a cache hit must not read the database")
+
+
+async def test_a_hit_still_checks_expiry_and_the_user() -> None:
+    cache = PrincipalCache(10, clock=Clock())
+    p = _principal()
+    cache.put(p, utcnow() - timedelta(seconds=1))  # the session ended since it was cached
+    with pytest.raises(Unauthorized):
+        await principals.resolve(_no_reader, cache, session_id=p.session_id, user_id=p.user_id)
+    fresh = _principal()
+    cache.put(fresh, utcnow() + timedelta(hours=1))
+    assert (
+        await principals.resolve(
+            _no_reader, cache, session_id=fresh.session_id, user_id=fresh.user_id
+        )
+        is fresh
+    )
+    with pytest.raises(Unauthorized):  # a token naming another user with this session id
+        await principals.resolve(
+            _no_reader, cache, session_id=fresh.session_id, user_id=uuid.uuid4()
+        )
+
+
+async def test_logout_is_seen_on_the_very_next_request(
+    services: Services, tenant: TenantFixture
+) -> None:
+    client, headers = tenant.client, tenant.admin.headers
+    assert (await client.get("/api/v1/auth/me", headers=headers)).status_code == 200
+    assert len(services.principals) >= 1  # the principal is cached now
+    r = await client.post("/api/v1/auth/logout", headers=headers)
+    assert r.status_code == 204
+    assert (await client.get("/api/v1/tasks", headers=headers)).status_code == 401
+
+
+async def test_disabling_an_account_ends_its_cached_principal(
+    services: Services, tenant: TenantFixture
+) -> None:
+    member = await tenant.member("team_member")
+    client = tenant.client
+    assert (await client.get("/api/v1/auth/me", headers=member.headers)).status_code == 200
+    r = await client.delete(f"/api/v1/users/{member.id}", headers=tenant.admin.headers)
+    assert r.status_code in (200, 204), r.text
+    assert (await client.get("/api/v1/auth/me", headers=member.headers)).status_code == 401
+
+
+async def test_a_role_change_applies_at_once(services: Services, tenant: TenantFixture) -> None:
+    member = await tenant.member("viewer")
+    client = tenant.client
+    r = await client.post(
+        "/api/v1/projects", headers=member.headers, json={"name": "Not allowed yet"}
+    )
+    assert r.status_code == 403
+    r = await client.patch(
+        f"/api/v1/users/{member.id}",
+        headers={**tenant.admin.headers, "If-Match": '"v1"'},
+        json={"role": "admin"},
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post("/api/v1/projects", headers=member.headers, json={"name": "Now"})
+    assert r.status_code == 201, r.text
