@@ -54,6 +54,10 @@ def _routers() -> list:  # type: ignore[type-arg]
 async def refuse_nul(request: Request) -> None:
     """A NUL in a query or path value is refused (422 naming it) before any handler runs:
     PostgreSQL text cannot hold one, and the driver's error would be a 500."""
+    scope = request.scope
+    raw = scope.get("query_string", b"") + b"?" + (scope.get("raw_path") or b"")
+    if b"%00" not in raw and b"\x00" not in raw and "\x00" not in scope["path"]:
+        return  # the common case, decided on the raw bytes without parsing anything
     for location, values in (
         ("query", request.query_params.multi_items()),
         ("path", request.path_params.items()),

@@ -43,7 +43,7 @@ def test_entries_live_at_most_the_ttl() -> None:
     clock = Clock()
     cache = PrincipalCache(0.5, clock=clock)
     p = _principal()
-    cache.put(p, utcnow() + timedelta(hours=1))
+    cache.put(p, utcnow() + timedelta(hours=1), generation=0)
     assert cache.get(p.session_id) is not None
     clock.now += 0.49
     assert cache.get(p.session_id) is not None
@@ -54,10 +54,10 @@ def test_entries_live_at_most_the_ttl() -> None:
 def test_size_is_bounded_and_zero_ttl_keeps_nothing() -> None:
     cache = PrincipalCache(10, size=3, clock=Clock())
     for _ in range(5):
-        cache.put(_principal(), utcnow() + timedelta(hours=1))
+        cache.put(_principal(), utcnow() + timedelta(hours=1), generation=0)
     assert len(cache) == 3
     off = PrincipalCache(0)
-    off.put(_principal(), utcnow() + timedelta(hours=1))
+    off.put(_principal(), utcnow() + timedelta(hours=1), generation=0)
     assert len(off) == 0
 
 
@@ -68,11 +68,13 @@ def _no_reader():  # type: ignore[no-untyped-def]
 async def test_a_hit_still_checks_expiry_and_the_user() -> None:
     cache = PrincipalCache(10, clock=Clock())
     p = _principal()
-    cache.put(p, utcnow() - timedelta(seconds=1))  # the session ended since it was cached
+    cache.put(
+        p, utcnow() - timedelta(seconds=1), generation=0
+    )  # the session ended since it was cached
     with pytest.raises(Unauthorized):
         await principals.resolve(_no_reader, cache, session_id=p.session_id, user_id=p.user_id)
     fresh = _principal()
-    cache.put(fresh, utcnow() + timedelta(hours=1))
+    cache.put(fresh, utcnow() + timedelta(hours=1), generation=0)
     assert (
         await principals.resolve(
             _no_reader, cache, session_id=fresh.session_id, user_id=fresh.user_id
@@ -122,3 +124,41 @@ async def test_a_role_change_applies_at_once(services: Services, tenant: TenantF
     assert r.status_code == 200, r.text
     r = await client.post("/api/v1/projects", headers=member.headers, json={"name": "Now"})
     assert r.status_code == 201, r.text
+
+
+async def test_concurrent_misses_share_one_load_and_a_clear_drops_it() -> None:
+    import asyncio
+    from contextlib import asynccontextmanager
+
+    cache = PrincipalCache(10, clock=Clock())
+    p = _principal()
+    loads = 0
+    gate = asyncio.Event()
+
+    @asynccontextmanager
+    async def reader_of():  # type: ignore[no-untyped-def]
+        nonlocal loads
+        loads += 1
+        await gate.wait()
+        yield None
+
+    async def fake_load(reader, *, session_id, user_id):  # type: ignore[no-untyped-def]
+        return p, utcnow() + timedelta(hours=1)
+
+    original = principals.load
+    principals.load = fake_load  # type: ignore[assignment]
+    try:
+        waiting = [
+            asyncio.ensure_future(
+                principals.resolve(reader_of, cache, session_id=p.session_id, user_id=p.user_id)
+            )
+            for _ in range(5)
+        ]
+        await asyncio.sleep(0)
+        cache.clear()  # e.g. a logout committed while the load was running
+        gate.set()
+        assert all(r is p for r in await asyncio.gather(*waiting))
+        assert loads == 1
+        assert cache.get(p.session_id) is None  # the stale load was not kept
+    finally:
+        principals.load = original  # type: ignore[assignment]

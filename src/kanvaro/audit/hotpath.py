@@ -32,6 +32,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kanvaro.audit.hashing import canonical_json
+from kanvaro.reads import transaction_driver
 
 # The columns in the order the hot path unpacks them. PostgreSQL renders UUIDs and the
 # timestamp as the entry document has them; SQLite stores UUIDs as 32 hex digits and
@@ -63,10 +64,10 @@ async def fetch_raw(
     """Rows of one statement as driver tuples, on the connection of the session's transaction
     (so its RLS context applies); the statement is given for each dialect."""
     connection = await session.connection()
-    driver = (await connection.get_raw_connection()).driver_connection
     if session.bind.dialect.name == "postgresql":
         sql, args = postgresql
-        return list(await driver.fetch(sql, *args))
+        return list(await (await transaction_driver(session)).fetch(sql, *args))
+    driver = (await connection.get_raw_connection()).driver_connection
     sql, args = sqlite
     cursor = await driver.execute(sql, args)
     try:

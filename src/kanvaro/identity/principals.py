@@ -17,6 +17,7 @@ The session's own expiry is checked on every hit, not only on a miss.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 import weakref
@@ -87,6 +88,8 @@ class PrincipalCache:
         self.size = size
         self.clock = clock
         self._entries: OrderedDict[uuid.UUID, _Entry] = OrderedDict()
+        self.loading: dict[tuple[uuid.UUID, uuid.UUID], asyncio.Future[Principal]] = {}
+        self.generation = 0  # bumped by clear(): a load that began before it is not kept
         _LIVE_CACHES.add(self)
 
     def get(self, session_id: uuid.UUID) -> tuple[Principal, datetime] | None:
@@ -98,8 +101,8 @@ class PrincipalCache:
             return None
         return entry.principal, entry.expires_at
 
-    def put(self, principal: Principal, expires_at: datetime) -> None:
-        if self.ttl <= 0:
+    def put(self, principal: Principal, expires_at: datetime, *, generation: int) -> None:
+        if self.ttl <= 0 or generation != self.generation:
             return
         self._entries[principal.session_id] = _Entry(principal, expires_at, self.clock() + self.ttl)
         if len(self._entries) > self.size:
@@ -107,6 +110,8 @@ class PrincipalCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self.loading.clear()  # a request from now on starts its own load
+        self.generation += 1
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -133,9 +138,31 @@ async def resolve(
         if expires_at <= utcnow():
             raise Unauthorized("Session ended.")
         return principal
+    # One load per session at a time: when an entry expires under load, the requests that
+    # arrive meanwhile wait for that load instead of each running the same query.
+    key = (session_id, user_id)
+    loading = cache.loading.get(key)
+    if loading is None:
+        loading = asyncio.ensure_future(
+            _load_into(cache, cache.generation, reader_of, session_id, user_id)
+        )
+        cache.loading[key] = loading
+        loading.add_done_callback(
+            lambda done: cache.loading.pop(key, None) if cache.loading.get(key) is done else None
+        )
+    return await asyncio.shield(loading)
+
+
+async def _load_into(
+    cache: PrincipalCache,
+    generation: int,
+    reader_of: Callable[[], Any],
+    session_id: uuid.UUID,
+    user_id: uuid.UUID,
+) -> Principal:
     async with reader_of() as reader:
         principal, expires_at = await load(reader, session_id=session_id, user_id=user_id)
-    cache.put(principal, expires_at)
+    cache.put(principal, expires_at, generation=generation)
     return principal
 
 
