@@ -104,6 +104,18 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
     await svc.shutdown()
 
 
+@pytest.fixture(autouse=True)
+async def _audit_settled(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """After a test that used the shared services, wait for the sequencing its writes kicked
+    off. The session's event loop is not driven during a synchronous test, so a sequencer left
+    mid-transaction would hold SQLite's write lock against the next test's own process."""
+    yield
+    if "services" in request.fixturenames:
+        svc: Services = request.getfixturevalue("services")
+        if svc.audit is not None:
+            await svc.audit.sequencer.wait()
+
+
 @pytest.fixture(scope="session")
 def app(settings: Settings, services: Services) -> Any:
     return create_app(settings, services=services)

@@ -78,6 +78,12 @@ class Sequencer:
                     return  # still pending: the periodic sweep takes it
                 await asyncio.sleep(delay)
 
+    async def settled(self, chain_id: str) -> None:
+        """Until this chain's running task (if any) is done."""
+        task = self._tasks.get(chain_id)
+        if task is not None:
+            await asyncio.shield(task)
+
     async def wait(self) -> None:
         """Until every kicked chain is done."""
         while self._tasks:
@@ -118,5 +124,11 @@ async def after_commit(engine: AsyncEngine, chain_id: str) -> None:
     worker = running_for(engine)
     if worker is not None:
         worker.kick(chain_id)
+        if engine.dialect.name == "sqlite":
+            # One process owns an SQLite file, whose one write lock the sequencing
+            # transaction holds: the committer waits for it, so sequencing is never left
+            # mid-transaction while the process does something else (a blocking call, a
+            # loop not driven) and another process's writer times out on the lock.
+            await worker.settled(chain_id)
         return
     await sequencer.sequence_pending(engine, chain_id)
