@@ -86,6 +86,10 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settin
         "database_url": database_url,
         "redis_url": REDIS_URL,
         "login_max_failures_per_ip": 10_000,  # the suite logs in from one address
+        # The shared instance's loop is not driven while a test blocks on a subprocess: a
+        # sweep caught mid-transaction then would hold SQLite's lock against that process.
+        # Tests sequence through the kick or audit.drain(); the sweep has its own tests.
+        "audit_sweep_seconds": 3600,
     }
     values.update(overrides)
     return Settings(**values).prepare()

@@ -116,7 +116,7 @@ def build_document(
         "versions": system.versions(run.dbs.server_version if run.dbs else ""),
         "kanvaro": {
             "env": "production",
-            "access_log": "on (uvicorn.access at INFO, JSON lines to a file)",
+            "access_log": "on (kanvaro.access at INFO, JSON lines to a file)",
             "changed_from_defaults": {"KANVARO_LOGIN_MAX_FAILURES_PER_IP": "1000000"},
             "database_role": "NOSUPERUSER NOBYPASSRLS: row-level security binds it",
             "pool_size_and_overflow (the bare baseline uses the same)": stack.kanvaro_pool(),

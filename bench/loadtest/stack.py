@@ -107,7 +107,7 @@ def kanvaro_env(state: Path, dbs: Databases, redis_url: str) -> dict[str, str]:
         ),
         "KANVARO_DATABASE_URL": dbs.kanvaro_url,
         "KANVARO_REDIS_URL": redis_url,
-        "KANVARO_LOG_LEVEL": "INFO",  # uvicorn's access log is on at INFO
+        "KANVARO_LOG_LEVEL": "INFO",  # Kanvaro's access log (kanvaro.access) is on at INFO
         "KANVARO_WORKERS": "1",  # one process on its one core, like each baseline
         # The one change from the defaults: the run signs in a few hundred times from one
         # address (refresh chains, sign-in timing); the per-address cap would stop it.

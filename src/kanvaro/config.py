@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # How long a process may answer from its copy of a session's principal (0 = never):
     # another instance refuses a revoked session at most this long after the revocation.
     principal_cache_seconds: float = Field(default=0.5, ge=0, le=1.0)
+    # The audit sequencer's periodic sweep: the bound on how long an entry whose after-commit
+    # kick was lost (a crash) stays pending.
+    audit_sweep_seconds: int = Field(default=10, ge=1, le=3600)
 
     # Password hashing (OWASP 2024/2025: argon2id m=19 MiB, t=2, p=1 is the floor).
     argon2_memory_kib: int = Field(default=19 * 1024, ge=19 * 1024)

@@ -51,7 +51,7 @@ async def start(services: Services) -> AuditRuntime:
     # first) are sequenced within this interval by one of the instances.
     services.jobs.add(
         "audit.sequencer",
-        sequencer.SWEEP_SECONDS,
+        services.settings.audit_sweep_seconds,
         lambda: sequencer.sweep(services.db.engine),
     )
     # A shared job: one process across the instances signs the checkpoints of a due run.

@@ -43,7 +43,6 @@ from kanvaro.audit.tree import Frontier, Node, stored
 from kanvaro.db import on_commit, set_all_tenants, utcnow
 
 BATCH = 1000  # entries per sequencing transaction
-SWEEP_SECONDS = 10  # the periodic sweep: the bound on the delay when a kick was lost
 
 _pending = AuditPending.__table__
 _logs = AuditLog.__table__
