@@ -104,6 +104,10 @@ def settings(data_dir: Path, database_url: str) -> Settings:
 async def services(settings: Settings) -> AsyncIterator[Services]:
     svc = Services.build(settings)
     await svc.startup()
+    # The suite drives periodic jobs itself (``jobs.run_due``): a job the loop started on wall
+    # time could sit mid-transaction while a test blocks on a subprocess, holding SQLite's
+    # write lock against that process.
+    await svc.jobs.stop()
     yield svc
     await svc.shutdown()
 
