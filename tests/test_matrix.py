@@ -60,7 +60,11 @@ class World:
             creator = REGISTRY.get(segment)
             if creator is None:
                 pytest.fail(f"no registry entry for '{segment}': add one to tests/test_matrix.py")
-            body_path, body = await creator(self)
+            made = await creator(self)
+            if isinstance(made, str):  # an object no POST creates (a session: a sign-in)
+                self.ids[segment] = made
+                return made
+            body_path, body = made
             self.bodies[segment] = body
             self.ids[segment] = (await self.post(body_path, body))["id"]
         return self.ids[segment]
@@ -80,7 +84,8 @@ class World:
         return r.json()["id"]
 
 
-Creator = Callable[[World], Awaitable[tuple[str, dict[str, Any]]]]
+# (path, body) to POST, or the id of an object made another way.
+Creator = Callable[[World], Awaitable[tuple[str, dict[str, Any]] | str]]
 
 
 async def _project(w: World) -> tuple[str, dict[str, Any]]:
@@ -148,6 +153,28 @@ async def _role(w: World) -> tuple[str, dict[str, Any]]:
     return "/api/v1/roles", {"name": f"matrix-{uuid.uuid4().hex[:6]}", "permissions": []}
 
 
+async def _sign_in(w: World) -> dict[str, Any]:
+    """A session of tenant A's registry user, and its device: a sign-in makes both."""
+    if "sessions" not in w.bodies:
+        user = await w.id_of("users")
+        tokens = await w.a.login(w.bodies["users"]["email"])
+        r = await w.client.get(
+            f"/api/v1/users/{user}/sessions",
+            headers={"Authorization": f"Bearer {tokens['accessToken']}"},
+        )
+        assert r.status_code == 200, r.text
+        w.bodies["sessions"] = next(s for s in r.json()["items"] if s["current"])
+    return w.bodies["sessions"]
+
+
+async def _session(w: World) -> str:
+    return (await _sign_in(w))["id"]
+
+
+async def _device(w: World) -> str:
+    return (await _sign_in(w))["deviceId"]
+
+
 # The path segment that names a collection -> how to create one of its objects in tenant A.
 REGISTRY: dict[str, Creator] = {
     "projects": _project,
@@ -159,6 +186,8 @@ REGISTRY: dict[str, Creator] = {
     "invoices": _invoice,
     "users": _user,
     "roles": _role,
+    "sessions": _session,
+    "devices": _device,
 }
 
 
@@ -166,6 +195,8 @@ REGISTRY: dict[str, Creator] = {
 SAMPLE_BODIES: dict[str, dict[str, Any]] = {
     "POST /api/v1/auth/password": {"currentPassword": "wrong", "newPassword": "N3w!Passw0rd-long"},
     "PATCH /api/v1/tenant/settings/password-policy": {"minLength": 14},
+    "PATCH /api/v1/tenant/settings/session-policy": {"idleTimeoutMinutes": 45},
+    "POST /api/v1/auth/reauth": {"password": "wrong"},
 }
 
 
@@ -223,7 +254,7 @@ async def _body(world: World, info: RouteInfo) -> dict[str, Any] | None:
     pool: dict[str, Any] = {}
     if collection in REGISTRY:
         await world.id_of(collection)
-        pool.update(world.bodies[collection])
+        pool.update(world.bodies.get(collection, {}))
     body: dict[str, Any] = {}
     for name, f in model.model_fields.items():
         alias = f.alias or name
@@ -261,7 +292,7 @@ async def world(app: Any, services: Any) -> AsyncIterator[World]:
 
 # --- the matrix --------------------------------------------------------------------------
 
-GUARDED = _api_routes("require", "require_any", "authenticated")
+GUARDED = _api_routes("require", "require_any", "own_or", "authenticated")
 WITH_PARAMS = [r for r in GUARDED if _collections(r.path)]
 LISTINGS = [r for r in _api_routes("require") if "GET" in r.methods and not _collections(r.path)]
 # Every kind the app has routes for (the top-level collections and the path parameters).

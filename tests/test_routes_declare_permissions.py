@@ -37,18 +37,19 @@ class RouteInfo:
 
     @property
     def kind(self) -> str:
-        """``require``, ``require_any``, ``authenticated`` or ``public`` (with one rule)."""
+        """``require``, ``require_any``, ``own_or``, ``authenticated`` or ``public``."""
         (rule,) = self.access
         if rule in (("authenticated",), ("public",)):
             return rule[0]
-        return "require_any" if rule[0] == "any" else "require"
+        return {"any": "require_any", "own_or": "own_or"}.get(str(rule[0]), "require")
 
     @property
     def permissions(self) -> tuple[str, ...]:
-        """The permissions named: all needed (require) or one of them (require_any)."""
+        """The permissions named: all needed (require), one of them (require_any), or the
+        one that reaches other users' (own_or: one's own needs none)."""
         if self.kind == "require":
             return tuple(str(p) for p in self.access[0])
-        if self.kind == "require_any":
+        if self.kind in ("require_any", "own_or"):
             return tuple(str(p) for p in self.access[0][1:])
         return ()
 
@@ -210,7 +211,7 @@ def test_access_rule_kinds_are_known(info):
     if info.path == OPENAPI_PATH:
         return
     assert len(info.access) == 1, info.label
-    if info.kind in ("require", "require_any"):
+    if info.kind in ("require", "require_any", "own_or"):
         assert info.permissions and all(p in set(Permission) for p in info.permissions)
 
 

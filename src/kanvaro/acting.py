@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -43,6 +44,11 @@ class Principal:
     project_scoped: bool
     is_super_admin: bool = False
     auth_methods: tuple[str, ...] = field(default_factory=tuple)
+    # The session's times: when it began (absolute timeout), when its user last proved who
+    # he is (step-up), and its last recorded activity (idle timeout).
+    session_started_at: datetime | None = None
+    authenticated_at: datetime | None = None
+    last_activity_at: datetime | None = None
 
     def has(self, permission: str) -> bool:
         return permission in self.permissions

@@ -34,6 +34,8 @@ def _routers() -> list:  # type: ignore[type-arg]
     from kanvaro.audit import routes as audit_routes
     from kanvaro.crypto import routes as key_routes
     from kanvaro.identity import auth_routes, user_routes
+    from kanvaro.identity.sessions import revoke_routes
+    from kanvaro.identity.sessions import routes as session_routes
     from kanvaro.tenancy import role_routes, settings_routes
     from kanvaro.work import routes as work_routes
 
@@ -41,7 +43,9 @@ def _routers() -> list:  # type: ignore[type-arg]
         health.router,
         auth_routes.router,
         auth_routes.tenant_router,
+        revoke_routes.router,  # the sign-in mail's revoke link
         user_routes.router,
+        session_routes.router,  # /users/{userId}/sessions and /devices
         role_routes.router,
         key_routes.router,
         settings_routes.router,

@@ -1,4 +1,5 @@
-"""The ``kanvaro`` command: serve, migrate, bootstrap; ``keys``, ``secrets``, ``audit``."""
+"""The ``kanvaro`` command: serve, migrate, bootstrap; ``keys``, ``secrets``, ``audit``,
+``mail``."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from kanvaro import __version__, cli_support
 from kanvaro.cli_support import typer_app
 from kanvaro.commands.audit import app as audit_app
 from kanvaro.commands.keys import keys_app, secrets_app
+from kanvaro.commands.mail import mail_app
 from kanvaro.config import Settings
 
 app = typer_app("Kanvaro: self-hosted project management with enterprise security.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(audit_app, name="audit")
+app.add_typer(mail_app, name="mail")
 
 
 def _version(value: bool) -> None:

@@ -105,9 +105,7 @@ def ensure_schema(settings: Settings) -> None:
         upgrade(settings.resolved_database_url)
 
 
-def run_with_services(
-    job: Callable[[Services], Awaitable[Any]], *, read_only: bool = False
-) -> Any:
+def run_with_services(job: Callable[[Services], Awaitable[Any]], *, read_only: bool = False) -> Any:
     """Run ``job`` against freshly built ``Services`` and shut them down afterwards.
 
     ``read_only`` commands need an existing instance and never migrate it."""

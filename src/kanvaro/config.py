@@ -45,6 +45,27 @@ class ConfigError(RuntimeError):
     """The configuration cannot be used; the message names the variable."""
 
 
+class SmtpSecurity(StrEnum):
+    starttls = "starttls"  # a plain connection upgraded before anything is sent (port 587)
+    tls = "tls"  # TLS from the first byte (port 465)
+    none = "none"  # no encryption: loopback relays only when credentials are sent
+
+
+SMTP_DEFAULT_PORTS = {SmtpSecurity.starttls: 587, SmtpSecurity.tls: 465, SmtpSecurity.none: 25}
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback IP literal. Other names are not resolved: what a name
+    resolves to can change, so only a literal proves the connection stays on this machine."""
+    name = host.strip().rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -77,6 +98,8 @@ class Settings(BaseSettings):
     # How long a process may answer from its copy of a session's principal (0 = never):
     # another instance refuses a revoked session at most this long after the revocation.
     principal_cache_seconds: float = Field(default=0.5, ge=0, le=1.0)
+    # How often the session monitor ends idle and expired sessions (shared job; 0 = off).
+    session_sweep_seconds: int = Field(default=300, ge=0, le=24 * 3600)
     # The audit sequencer's periodic sweep: the bound on how long an entry whose after-commit
     # kick was lost (a crash) stays pending.
     audit_sweep_seconds: int = Field(default=10, ge=1, le=3600)
@@ -99,17 +122,27 @@ class Settings(BaseSettings):
     login_max_failures_per_ip: int = Field(default=100, ge=1)  # attempts, successes included
     login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
 
+    # Sign-in risk (docs/security-model.md "Sign-in risk"): a MaxMind-format (GeoIP2 or
+    # GeoLite2, City or Country) database file. Unset: no places, so no new-country and no
+    # impossible-travel checks. A replaced file is picked up at the next sign-in.
+    geoip_database: Path | None = None
+
     # Time entries: the dates one may log time for (docs/admin-guide.md "Time entries").
     time_entry_min_date: date = date(2000, 1, 1)
     time_entry_max_days_ahead: int = Field(default=366, ge=0, le=100 * 366)
 
-    # Mail.
+    # Mail (docs/admin-guide.md "Mail"). A relay stored with `kanvaro mail set` wins over
+    # these; with neither, mail goes to the outbox folder. The CA file and the timeout apply
+    # to both.
     smtp_host: str | None = None
-    smtp_port: int = 25
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)  # unset: by security
     smtp_from: str = "kanvaro@localhost"
-    smtp_starttls: bool = False
+    smtp_security: SmtpSecurity | None = None  # unset: starttls if smtp_starttls, else none
+    smtp_starttls: bool = False  # the older switch, kept: the same as security=starttls
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
+    smtp_ca_file: Path | None = None  # trust only this CA (PEM), not the system's
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     invitation_ttl_hours: int = Field(default=72, ge=1)
 
     # Audit log and SIEM forwarding (docs/admin-guide.md "Audit log").
@@ -167,6 +200,14 @@ class Settings(BaseSettings):
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
+    @field_validator("geoip_database")
+    @classmethod
+    def _geoip_readable(cls, value: Path | None) -> Path | None:
+        # Configured but unreadable would silently drop two risk checks: refuse to start.
+        if value is not None and not (value.is_file() and os.access(value, os.R_OK)):
+            raise ValueError(f"KANVARO_GEOIP_DATABASE: cannot read {value}")
+        return value
+
     @field_validator("cors_origins")
     @classmethod
     def _no_wildcard(cls, value: list[str]) -> list[str]:
@@ -200,6 +241,39 @@ class Settings(BaseSettings):
                         f"KANVARO_{name.upper()}_FILE: cannot read {path}: {exc.strerror}"
                     ) from None
         return data
+
+    @model_validator(mode="after")
+    def _smtp_consistent(self) -> Settings:
+        if self.smtp_starttls and self.smtp_security not in (None, SmtpSecurity.starttls):
+            raise ConfigError(
+                "KANVARO_SMTP_STARTTLS=true contradicts "
+                f"KANVARO_SMTP_SECURITY={self.smtp_security.value}: set only one"
+            )
+        if self.smtp_host and self.smtp_username and self.smtp_password is None:
+            raise ConfigError("KANVARO_SMTP_USERNAME needs KANVARO_SMTP_PASSWORD (or _FILE)")
+        plaintext = self.smtp_mode is SmtpSecurity.none
+        host = self.smtp_host
+        if host and self.smtp_username and plaintext and not is_loopback_host(host):
+            raise ConfigError(
+                "KANVARO_SMTP_USERNAME is set but KANVARO_SMTP_SECURITY is none: the "
+                "password would cross the network unencrypted; set KANVARO_SMTP_SECURITY "
+                "to starttls or tls (plaintext is accepted for a loopback host only)"
+            )
+        ca_file = self.smtp_ca_file
+        if ca_file is not None and not (ca_file.is_file() and os.access(ca_file, os.R_OK)):
+            raise ConfigError(f"KANVARO_SMTP_CA_FILE: cannot read {ca_file}")
+        return self
+
+    @property
+    def smtp_mode(self) -> SmtpSecurity:
+        """The security of the environment's relay, ``KANVARO_SMTP_STARTTLS`` included."""
+        if self.smtp_security is not None:
+            return self.smtp_security
+        return SmtpSecurity.starttls if self.smtp_starttls else SmtpSecurity.none
+
+    @property
+    def smtp_resolved_port(self) -> int:
+        return self.smtp_port or SMTP_DEFAULT_PORTS[self.smtp_mode]
 
     @property
     def is_production(self) -> bool:

@@ -21,7 +21,8 @@ from kanvaro.audit.service import AuditContext
 from kanvaro.db import switch_tenant
 from kanvaro.errors import BadRequest, Unauthorized
 from kanvaro.identity import principals
-from kanvaro.security.client_ip import client_ip
+from kanvaro.identity.sessions import cookies, enforce
+from kanvaro.security.client_ip import client_ip, scope_is_https
 from kanvaro.security.permissions import Permission
 from kanvaro.security.tokens import ACCESS, TokenError
 from kanvaro.services import Services
@@ -58,17 +59,18 @@ def audit_context(request: Request, actor_id: uuid.UUID | None = None) -> AuditC
 class Credential:
     """What a request presents to prove who it is; ``kind`` says how to verify it."""
 
-    kind: str  # "access_token" today; the console's session cookie and SCIM tokens to come
+    kind: str  # "access_token" today; SCIM tokens to come
     value: str
+    via: str = "bearer"  # "cookie": sent by the browser on its own, so CSRF rules apply
 
     def __repr__(self) -> str:
-        return f"Credential(kind={self.kind})"
+        return f"Credential(kind={self.kind}, via={self.via})"
 
 
 class CredentialSource(Protocol):
     """One way a credential travels in a request. Returns None when the request does not use
-    this way; raises Unauthorized when it does but malformed (a cookie source also checks
-    its CSRF token here)."""
+    this way; raises Unauthorized when it does but malformed. (The cookie's CSRF rule needs
+    the verified token's session id: :func:`check_cookie_request`.)"""
 
     def extract(self, request: Request) -> Credential | None: ...
 
@@ -86,8 +88,19 @@ class BearerToken:
         return Credential("access_token", token.strip())
 
 
-# Tried in order; the first that finds a credential decides.
-CREDENTIAL_SOURCES: tuple[CredentialSource, ...] = (BearerToken(),)
+class SessionCookie:
+    """The browser session's ``__Host-kanvaro_access`` cookie (cookie-mode sign-in). Its CSRF
+    rule needs the session id, so it is checked once the token is verified
+    (:func:`check_cookie_request`)."""
+
+    def extract(self, request: Request) -> Credential | None:
+        token = request.cookies.get(cookies.ACCESS_COOKIE)
+        return Credential("access_token", token, via="cookie") if token else None
+
+
+# Tried in order; the first that finds a credential decides: a request with an Authorization
+# header never falls back to the cookie.
+CREDENTIAL_SOURCES: tuple[CredentialSource, ...] = (BearerToken(), SessionCookie())
 
 
 def credential_of(request: Request) -> Credential:
@@ -96,6 +109,27 @@ def credential_of(request: Request) -> Credential:
         if found is not None:
             return found
     raise Unauthorized("Authentication required.")
+
+
+def own_origins(request: Request) -> frozenset[str]:
+    services = services_of(request)
+    https = scope_is_https(request.scope, services.trusted_proxies)
+    scheme = "https" if https else request.url.scheme
+    return cookies.own_origins(services.settings.public_url, scheme, request.headers.get("host"))
+
+
+def check_cookie_request(request: Request, credential: Credential, session_id: uuid.UUID) -> None:
+    """A cookie-authenticated unsafe request carries the session's CSRF token and comes
+    from our own site (403 ``csrf`` otherwise); a bearer token is never sent on its own."""
+    if credential.via != "cookie":
+        return
+    cookies.check_unsafe_request(
+        services_of(request).keyring,
+        session_id,
+        method=request.method,
+        headers=request.headers,
+        origins=own_origins(request),
+    )
 
 
 def _tenant_header(request: Request) -> uuid.UUID | None:
@@ -132,6 +166,7 @@ def _dependency(
             raise Unauthorized(str(exc).capitalize() + ".") from None
         claimed_tenant = _claimed_tenant(claims)
         user_id, session_id = _token_ids(claims)
+        check_cookie_request(request, credential, session_id)
         # A member's reads are narrowed to the tenant his (signed) token names; only the super
         # admin, who has no tenant, starts instance-wide.
         everywhere = claimed_tenant is None
@@ -143,6 +178,13 @@ def _dependency(
         )
         if principal.tenant_id != claimed_tenant:
             raise Unauthorized("Invalid token.")
+        # The tenant's session policy: absolute and idle timeouts on every request, cached
+        # principal or not, and step-up for the permissions it lists as sensitive.
+        now = services.clock.now()
+        policy = await enforce.policy_of(services, principal)
+        ended = enforce.timed_out(services, principal, policy, now)
+        if ended is not None:
+            await enforce.end_session(services, principal, ended)
         # The ORM session begins its transaction on first use only: a route that reads through
         # ``ctx.reader()`` never opens one.
         async with (
@@ -165,6 +207,7 @@ def _dependency(
                 raise await ctx.deny(" or ".join(missing))
             if missing and not any_of:
                 raise await ctx.deny(missing[0])
+            enforce.check_recent_auth(principal, policy, permissions, any_of=any_of, now=now)
             request.state.principal = principal
             yield ctx
 
@@ -236,6 +279,15 @@ def own_account() -> Any:
     nothing while answering 204).
     """
     return Depends(_dependency((), own_account=True), scope="function")
+
+
+def own_or(permission: Permission) -> Any:
+    """Any signed-in user on his own ``{user_id}`` (his sessions, his devices), a holder of
+    ``permission`` on anyone's of his tenant. The action decides which applies (another
+    user's without it: 404); the matrix reads the permission from here."""
+    dependency = _dependency(())
+    dependency.__kanvaro_access__ = ("own_or", permission)  # type: ignore[attr-defined]
+    return Depends(dependency, scope="function")
 
 
 async def _public_session(request: Request) -> AsyncIterator[AsyncSession]:

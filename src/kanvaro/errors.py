@@ -44,6 +44,20 @@ class Unauthorized(ProblemError):
         super().__init__(detail, **kw)
 
 
+class ReauthRequired(Unauthorized):
+    """A sensitive permission needs a recent authentication: ``POST /api/v1/auth/reauth``."""
+
+    type_suffix = "reauth-required"
+
+
+class MfaRequired(Unauthorized):
+    type_suffix = "mfa-required"
+
+
+class SignInRefused(Unauthorized):
+    type_suffix = "sign-in-refused"
+
+
 class Forbidden(ProblemError):
     status = 403
     title = "Forbidden"

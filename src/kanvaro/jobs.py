@@ -184,9 +184,7 @@ class JobRegistry:
 
 async def _claim_in(session: AsyncSession, name: str, now: datetime, next_due: datetime) -> bool:
     if session.bind.dialect.name == "postgresql":
-        locked = await session.scalar(
-            sa.select(sa.func.pg_try_advisory_xact_lock(_lock_key(name)))
-        )
+        locked = await session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(_lock_key(name))))
         if not locked:
             return False  # a peer is claiming this job right now
     row = (

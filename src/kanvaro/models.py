@@ -4,6 +4,8 @@ from kanvaro.audit.models import AuditChainHead, AuditLog
 from kanvaro.crypto.models import EncryptionKey, KeyRotation
 from kanvaro.db import Base
 from kanvaro.identity.models import Invitation, RefreshToken, SigningKey, User, UserSession
+from kanvaro.identity.sessions.models import SessionPolicyRow, TrustedDevice
+from kanvaro.notify.models import MailSettings
 from kanvaro.tenancy.models import Role, Tenant
 from kanvaro.work.models import (
     BudgetEntry,
@@ -28,15 +30,18 @@ __all__ = [
     "Invoice",
     "InvoiceLine",
     "KeyRotation",
+    "MailSettings",
     "Project",
     "ProjectMember",
     "RefreshToken",
     "Role",
+    "SessionPolicyRow",
     "SigningKey",
     "Task",
     "TaskAssignee",
     "Tenant",
     "TimeEntry",
+    "TrustedDevice",
     "User",
     "UserSession",
 ]

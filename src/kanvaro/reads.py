@@ -97,6 +97,26 @@ class Reader:
         return result.mappings().first()
 
 
+class _SessionReader:
+    """A :class:`Reader` look-alike that runs queries in an ORM session's transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def rows(self, query: Query, **params: Any) -> Sequence[Row]:
+        return (await self._session.execute(query.statement, params)).mappings().all()
+
+    async def row(self, query: Query, **params: Any) -> Row | None:
+        return (await self._session.execute(query.statement, params)).mappings().first()
+
+
+@asynccontextmanager
+async def session_reader(session: AsyncSession) -> AsyncIterator[_SessionReader]:
+    """Queries in the caller's transaction: what a read needs when that transaction already
+    holds locks a second connection would wait for (SQLite's write lock)."""
+    yield _SessionReader(session)
+
+
 @asynccontextmanager
 async def open_reader(
     engine: AsyncEngine, *, tenant_id: uuid.UUID | None, all_tenants: bool

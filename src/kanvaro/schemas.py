@@ -164,10 +164,17 @@ def _plain(value: str) -> str:
 PLAIN_TEXT_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
 
 
+_TEXT_CHAR = r"[^\x00-\x08\x0b-\x1f\x7f-\x9f]"
+# Required text: bodies are stripped of surrounding whitespace before the length check, so a
+# whitespace-only value is empty; the schema says so with one non-space character at least.
+REQUIRED_TEXT_PATTERN = rf"^{_TEXT_CHAR}*[^\s\x00-\x08\x0b-\x1f\x7f-\x9f]{_TEXT_CHAR}*$"
+
+
 def PlainText(min_length: int, max_length: int) -> Any:
+    pattern = REQUIRED_TEXT_PATTERN if min_length > 0 else PLAIN_TEXT_PATTERN
     return Annotated[
         str,
-        Field(min_length=min_length, max_length=max_length, pattern=PLAIN_TEXT_PATTERN),
+        Field(min_length=min_length, max_length=max_length, pattern=pattern),
         AfterValidator(_plain),
     ]
 

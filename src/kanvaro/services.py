@@ -12,8 +12,12 @@ from kanvaro.crypto.providers import make_provider
 from kanvaro.db import Database
 from kanvaro.identity.keys import load_keys
 from kanvaro.identity.principals import PrincipalCache
+from kanvaro.identity.sessions.activity import ActivityRecorder
+from kanvaro.identity.sessions.policy import PolicyCache
 from kanvaro.jobs import Clock, JobRegistry, SystemClock
-from kanvaro.notify.email import Mailer, OutboxMailer, SmtpMailer
+from kanvaro.notify.configured import Choice, ConfiguredMailer
+from kanvaro.notify.email import Mailer, OutboxMailer
+from kanvaro.notify.smtp import SmtpMailer
 from kanvaro.security.client_ip import Network, parse_networks
 from kanvaro.security.passwords import Argon2Params, PasswordHasher
 from kanvaro.security.throttle import LoginThrottle, make_storage
@@ -21,6 +25,26 @@ from kanvaro.security.tokens import TokenError, TokenService
 
 if TYPE_CHECKING:
     from kanvaro.audit.runtime import AuditRuntime
+
+
+def _environment_mailer(settings: Settings) -> Choice:
+    """What mail uses when no relay is stored: ``KANVARO_SMTP_*``, else the outbox folder."""
+    if not settings.smtp_host:
+        return Choice("outbox", OutboxMailer(settings.data_dir / "outbox", settings.smtp_from))
+    password = settings.smtp_password
+    return Choice(
+        "environment",
+        SmtpMailer(
+            settings.smtp_host,
+            settings.smtp_resolved_port,
+            settings.smtp_from,
+            security=settings.smtp_mode,
+            username=settings.smtp_username,
+            password=password.get_secret_value() if password else None,
+            ca_file=settings.smtp_ca_file,
+            timeout=settings.smtp_timeout_seconds,
+        ),
+    )
 
 
 @dataclass
@@ -34,37 +58,33 @@ class Services:
     keyring: Keyring
     trusted_proxies: tuple[Network, ...] = field(default_factory=tuple)
     principals: PrincipalCache = field(default_factory=lambda: PrincipalCache(0.5))
+    session_policies: PolicyCache = field(default_factory=lambda: PolicyCache(0.5))
     audit: AuditRuntime | None = None  # set by startup()
     # Time as the periodic jobs see it: tests inject a kanvaro.jobs.ManualClock.
     clock: Clock = field(default_factory=SystemClock)
     jobs: JobRegistry = field(init=False)
+    activity: ActivityRecorder = field(init=False)
     started: bool = False
     _last_key_reload: float = 0.0
     key_reload_min_interval: float = 5.0
 
     def __post_init__(self) -> None:
         self.jobs = JobRegistry(clock=self.clock, db=self.db)
+        self.activity = ActivityRecorder(self.db)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> Services:
         storage = make_storage(settings.redis_url)
-        if settings.smtp_host:
-            mailer: Mailer = SmtpMailer(
-                settings.smtp_host,
-                settings.smtp_port,
-                settings.smtp_from,
-                starttls=settings.smtp_starttls,
-                username=settings.smtp_username,
-                password=settings.smtp_password.get_secret_value()
-                if settings.smtp_password
-                else None,
-            )
-        else:
-            mailer = OutboxMailer(settings.data_dir / "outbox", settings.smtp_from)
         db = Database(
             settings.resolved_database_url,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
+        )
+        mailer = ConfiguredMailer(
+            db,
+            _environment_mailer(settings),
+            ca_file=settings.smtp_ca_file,
+            timeout=settings.smtp_timeout_seconds,
         )
         assert settings.master_key is not None, "Settings.prepare() was not called"
         keyring = Keyring(
@@ -98,6 +118,7 @@ class Services:
             mailer=mailer,
             trusted_proxies=parse_networks(settings.trusted_proxies),
             principals=PrincipalCache(settings.principal_cache_seconds),
+            session_policies=PolicyCache(settings.principal_cache_seconds),
             clock=clock or SystemClock(),
         )
 
@@ -136,6 +157,9 @@ class Services:
         await self.reload_keys()
         self.jobs = JobRegistry(clock=self.clock, db=self.db)  # a restart registers afresh
         register_jobs(self)
+        from kanvaro.identity.sessions import monitor
+
+        monitor.register_jobs(self)
         from kanvaro.audit import runtime as audit_runtime
 
         self.audit = await audit_runtime.start(self)
@@ -144,6 +168,7 @@ class Services:
 
     async def shutdown(self) -> None:
         await self.jobs.stop()
+        await self.activity.flush()
         from kanvaro.audit import runtime as audit_runtime
 
         await audit_runtime.stop(self.audit)

@@ -61,7 +61,7 @@ async def world(tenant):
         json={"projectId": project["id"], "title": "Crafted"},
     )
     assert r.status_code == 201, r.text
-    ids = {"project_id": project["id"], "task_id": r.json()["id"]}
+    ids = {"project_id": project["id"], "task_id": r.json()["id"], "user_id": tenant.admin.id}
     routes = []
     for path, params in await _routes(tenant.client):
         for name, value in ids.items():

@@ -13,6 +13,7 @@ from kanvaro.audit.service import AuditContext
 from kanvaro.errors import Unauthorized
 from kanvaro.identity import auth
 from kanvaro.identity.models import RefreshToken, User, UserSession
+from kanvaro.identity.sessions.signin import SignInRequest
 from kanvaro.tenancy.models import Tenant
 from tests.conftest import PASSWORD, new_tenant, unique_email
 
@@ -127,14 +128,21 @@ async def test_signing_in_does_not_bump_the_persons_version(tenant):
     assert r.status_code == 200, r.text
 
 
+CHROME_ON_MAC = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0.0.0 Safari/537.36"
+)
+
+
 async def test_sign_in_stores_the_session_with_its_device_and_methods(tenant, services):
+    """A sign-in without a device secret is handed one (``deviceToken``); the session stores
+    its keyed hash, never the secret, and presenting the secret again names the same device."""
     m = await tenant.member("viewer")
-    r = await tenant.client.post(
-        LOGIN,
-        headers={"User-Agent": "Kanvaro-Test/1.0"},
-        json={"email": m.email, "password": m.password, "tenant": tenant.slug, "deviceId": "d-1"},
-    )
+    body = {"email": m.email, "password": m.password, "tenant": tenant.slug}
+    r = await tenant.client.post(LOGIN, headers={"User-Agent": CHROME_ON_MAC}, json=body)
     assert r.status_code == 200, r.text
+    device_token = r.json()["deviceToken"]
+    assert len(device_token) >= 32
     claims = services.tokens.verify(r.json()["refreshToken"], "refresh")
     async with services.db.session(tenant_id=uuid.UUID(tenant.id)) as session:
         stored = await session.get(UserSession, uuid.UUID(claims["sid"]))
@@ -142,13 +150,39 @@ async def test_sign_in_stores_the_session_with_its_device_and_methods(tenant, se
         user = await session.get(User, uuid.UUID(m.id))
     assert stored is not None and token is not None
     assert (str(stored.user_id), str(stored.tenant_id)) == (m.id, tenant.id)
-    assert stored.device_id == "d-1" and stored.device_info["userAgent"] == "Kanvaro-Test/1.0"
+    assert stored.device_id and device_token not in stored.device_id
+    assert device_token not in str(stored.device_info)
+    assert stored.device_info["userAgent"] == CHROME_ON_MAC
+    assert stored.device_info["browser"] == "Chrome 120"
+    assert stored.device_info["os"] == "macOS 10.15.7"
+    assert stored.device_info["name"] == "Chrome 120 on macOS"
     assert stored.auth_methods == ["password"] and stored.is_active
     assert stored.ip_address == "203.0.113.7"
-    lifetime = timedelta(seconds=services.settings.refresh_token_ttl_seconds)
-    assert abs(stored.expires_at - stored.created_at - lifetime) < timedelta(seconds=5)
+    assert stored.network == "203.0.113.0/24"
+    policy = await auth.session_policy(services, uuid.UUID(tenant.id))
+    assert abs(stored.expires_at - stored.created_at - policy.absolute_timeout) < timedelta(
+        seconds=5
+    )
     assert token.session_id == stored.id and token.used_at is None
     assert user.last_login_at == stored.created_at
+
+    for again in (
+        {"json": {**body, "deviceToken": device_token}},
+        {"json": body, "headers": {"X-Device-Token": device_token}},
+    ):
+        r = await tenant.client.post(LOGIN, **again)
+        assert r.status_code == 200, r.text
+        assert r.json().get("deviceToken") is None  # it presented one: nothing new to keep
+        sid = services.tokens.verify(r.json()["refreshToken"], "refresh")["sid"]
+        async with services.db.session(tenant_id=uuid.UUID(tenant.id)) as session:
+            repeat = await session.get(UserSession, uuid.UUID(sid))
+        assert repeat.device_id == stored.device_id
+
+    r = await tenant.client.post(LOGIN, json=body)  # no secret: another device
+    sid = services.tokens.verify(r.json()["refreshToken"], "refresh")["sid"]
+    async with services.db.session(tenant_id=uuid.UUID(tenant.id)) as session:
+        other = await session.get(UserSession, uuid.UUID(sid))
+    assert r.json()["deviceToken"] != device_token and other.device_id != stored.device_id
 
 
 async def test_a_change_between_the_password_check_and_the_session_voids_the_sign_in(
@@ -166,7 +200,9 @@ async def test_a_change_between_the_password_check_and_the_session_voids_the_sig
 
     async def open_session(factor) -> None:
         async with services.db.session(all_tenants=True) as session:
-            await auth.open_session(services, session, factor, context=context, device_info={})
+            await auth.open_session(
+                services, session, factor, context=context, client=SignInRequest(None, None)
+            )
 
     user_id = uuid.UUID(m.id)
     for changed, restore in (

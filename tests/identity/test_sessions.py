@@ -26,6 +26,10 @@ async def test_refresh_rotates_and_reuse_revokes_the_whole_session(tenant, servi
     assert second["accessToken"] != first["accessToken"]
     assert (await c.get(ME, headers=bearer(second["accessToken"]))).status_code == 200
 
+    # The legitimate client rotates again: the first token's successor is now spent too.
+    r = await c.post("/api/v1/auth/refresh", json={"refreshToken": second["refreshToken"]})
+    assert r.status_code == 200, r.text
+    second = r.json()
     # The spent refresh token comes back: stolen or replayed. The family ends for everyone.
     reuse = await c.post("/api/v1/auth/refresh", json={"refreshToken": first["refreshToken"]})
     assert reuse.status_code == 401

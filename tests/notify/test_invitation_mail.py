@@ -15,13 +15,14 @@ from aiosmtpd.controller import Controller
 
 from kanvaro.config import Settings
 from kanvaro.db import Database
-from kanvaro.notify.email import NullMailer, SmtpMailer
+from kanvaro.notify.email import NullMailer
 from kanvaro.notify.invitations import (
     invitation_link,
     invitation_mail,
     send_invitation_after_commit,
     warn_about_default_public_url,
 )
+from kanvaro.notify.smtp import SmtpMailer
 
 PUBLIC = "https://projects.example.com/kanvaro"
 TOKEN = "tok_" + "Zx9-_" * 12  # long enough that the link passes 76 characters
@@ -61,7 +62,9 @@ async def test_the_raw_message_carries_the_exact_link(smtp, first_name):
     )
     link = invitation_link(settings, TOKEN)
     assert link == f"{PUBLIC}/accept-invitation#token={TOKEN}" and len(link) > 76
-    await SmtpMailer("127.0.0.1", port, "kanvaro@example.com").send("ada@example.com", subject, body)
+    await SmtpMailer("127.0.0.1", port, "kanvaro@example.com", security="none").send(
+        "ada@example.com", subject, body
+    )
     data = raw.messages[-1]
     assert b"quoted-printable" not in data.lower()
     if first_name.isascii():
@@ -79,15 +82,25 @@ async def test_the_mail_goes_out_after_commit_and_never_for_a_rollback(database_
         with pytest.raises(RuntimeError):
             async with db.session(all_tenants=True) as session:
                 send_invitation_after_commit(
-                    session, mailer, settings, to="a@example.com", first_name="A",
-                    tenant_name="T", token=TOKEN,
+                    session,
+                    mailer,
+                    settings,
+                    to="a@example.com",
+                    first_name="A",
+                    tenant_name="T",
+                    token=TOKEN,
                 )
                 raise RuntimeError("the creating transaction fails")
         assert mailer.sent == []
         async with db.session(all_tenants=True) as session:
             send_invitation_after_commit(
-                session, mailer, settings, to="b@example.com", first_name="B",
-                tenant_name="T", token=TOKEN,
+                session,
+                mailer,
+                settings,
+                to="b@example.com",
+                first_name="B",
+                tenant_name="T",
+                token=TOKEN,
             )
             assert mailer.sent == []  # not inside the transaction
         assert [m["To"] for m in mailer.sent] == ["b@example.com"]

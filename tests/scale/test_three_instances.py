@@ -222,3 +222,39 @@ def test_concurrent_audited_writes_over_three_instances_leave_one_linear_chain(c
     )
     assert created == writes
     assert rows == distinct == highest == baseline + writes and lowest == 1, "one linear chain"
+
+
+def test_single_device_sign_in_on_one_instance_ends_the_session_on_the_others(cluster):
+    """(d) A tenant policy change is followed by every instance, and the sign-in it governs
+    ends the user's other session everywhere within the revocation bound."""
+    first, second, third = cluster.servers
+    admin = _login(first, cluster)["accessToken"]
+    policy = f"{first.url}/api/v1/tenant/settings/session-policy"
+    headers = {"Authorization": f"Bearer {admin}"}
+    r = httpx.patch(policy, headers=headers, json={"singleDeviceOnly": True}, timeout=30)
+    assert r.status_code == 200, r.text
+    try:
+        time.sleep(REVOCATION_BOUND)  # the other instances' policy caches expire
+        old = _login(second, cluster)["accessToken"]  # ends the admin's session above
+        for server in cluster.servers:
+            assert _me(server, old) == 200
+        newest = _login(third, cluster)["accessToken"]
+        signed_in = time.monotonic()
+        for server in cluster.servers:
+            while True:
+                asked = time.monotonic()
+                status = _me(server, old)
+                if status == 401:
+                    break
+                assert asked - signed_in <= REVOCATION_BOUND, f"{server.url} still accepts it"
+                time.sleep(0.02)
+        assert all(_me(server, newest) == 200 for server in cluster.servers)
+    finally:
+        fresh = _login(first, cluster)["accessToken"]
+        r = httpx.patch(
+            policy,
+            headers={"Authorization": f"Bearer {fresh}"},
+            json={"singleDeviceOnly": False},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text

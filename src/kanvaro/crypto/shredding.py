@@ -75,7 +75,12 @@ async def _clear_fields(session: AsyncSession, *, scope: str, owner: uuid.UUID) 
 
 
 async def _intend(
-    session: AsyncSession, keyring: Keyring, *, scope: str, owner: uuid.UUID, record_tenant: uuid.UUID | None
+    session: AsyncSession,
+    keyring: Keyring,
+    *,
+    scope: str,
+    owner: uuid.UUID,
+    record_tenant: uuid.UUID | None,
 ) -> int:
     """Step 1 for one lineage, in the caller's transaction: the database side and the record."""
     destroyed = await _clear_keys(session, keyring, scope=scope, owner=str(owner))

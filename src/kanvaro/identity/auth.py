@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -22,11 +22,14 @@ from kanvaro.acting import record_surviving
 from kanvaro.audit import service as audit
 from kanvaro.audit.service import AuditContext
 from kanvaro.db import on_commit, utcnow
-from kanvaro.errors import TooManyRequests, Unauthorized
+from kanvaro.errors import MfaRequired, SignInRefused, TooManyRequests, Unauthorized
 from kanvaro.identity import auth_statements as sql
 from kanvaro.identity.emails import InvalidEmail, normalize_email
 from kanvaro.identity.models import UserSession
-from kanvaro.reads import Reader
+from kanvaro.identity.sessions import signin
+from kanvaro.identity.sessions.policy import SessionPolicy
+from kanvaro.identity.sessions.signin import SignInRequest
+from kanvaro.reads import Reader, session_reader
 from kanvaro.security.tokens import ACCESS, REFRESH, TokenError, token_hash
 from kanvaro.services import Services
 
@@ -41,18 +44,24 @@ class TokenPair:
     refresh_token: str
     expires_in: int
     session_id: uuid.UUID
+    # A new device secret for the client to keep and present at its next sign-in (None when
+    # it presented one): what recognises the device, never the User-Agent.
+    device_token: str | None = None
 
     def __repr__(self) -> str:
         return f"TokenPair(session_id={self.session_id})"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "requiresMFA": False,
             "accessToken": self.access_token,
             "refreshToken": self.refresh_token,
             "tokenType": "Bearer",
             "expiresIn": self.expires_in,
         }
+        if self.device_token is not None:
+            out["deviceToken"] = self.device_token
+        return out
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,7 @@ class OpenedSession:
     id: uuid.UUID
     user_id: uuid.UUID
     tenant_id: uuid.UUID | None
+    device_token: str | None = None  # a device secret handed out by this sign-in
 
     def claims(self) -> dict[str, str | None]:
         return {
@@ -76,18 +86,56 @@ class _Signed:
     pair: TokenPair
     refresh_jti: str
     refresh_hash: str  # what the database keeps of the refresh token
+    access_hash: str
+    issued_at: datetime  # the refresh token's iat and exp, as its row stores them
+    expires_at: datetime
 
 
-def _sign(services: Services, opened: OpenedSession) -> _Signed:
-    claims = opened.claims()
-    access, _ = services.tokens.issue(ACCESS, claims)
-    refresh_token, refresh_claims = services.tokens.issue(REFRESH, claims)
-    pair = TokenPair(access, refresh_token, services.tokens.access_ttl, opened.id)
-    return _Signed(pair, refresh_claims["jti"], token_hash(refresh_token))
+def _sign(
+    services: Services,
+    opened: OpenedSession,
+    *,
+    started: int,
+    absolute_seconds: int,
+    parent_jti: str | None = None,
+    issued_at: int | None = None,
+    refresh_expires_at: int | None = None,
+) -> _Signed:
+    """An access and a refresh token for a session that began at ``started`` (token clock,
+    the ``sst`` claim). Neither outlives the session's absolute end, so a rotation never
+    extends it. A successor of ``parent_jti`` gets token ids derived from it (keyed), and
+    with the same ``issued_at`` the very same tokens again: what a refresh replayed within
+    its grace window receives."""
+    tokens = services.tokens
+    iat = int(tokens.clock()) if issued_at is None else issued_at
+    end = started + absolute_seconds
+    claims = {**opened.claims(), "sst": started}
+    access_jti = refresh_jti = None
+    if parent_jti is not None:
+        access_jti = _derived_jti(services, parent_jti, "access")
+        refresh_jti = _derived_jti(services, parent_jti, "refresh")
+    access, _ = tokens.issue(
+        ACCESS, claims, issued_at=iat, expires_at=min(iat + tokens.access_ttl, end), jti=access_jti
+    )
+    refresh_exp = (
+        min(iat + tokens.refresh_ttl, end) if refresh_expires_at is None else refresh_expires_at
+    )
+    refresh_token, refresh_claims = tokens.issue(
+        REFRESH, claims, issued_at=iat, expires_at=refresh_exp, jti=refresh_jti
+    )
+    pair = TokenPair(access, refresh_token, tokens.access_ttl, opened.id, opened.device_token)
+    return _Signed(
+        pair,
+        refresh_claims["jti"],
+        token_hash(refresh_token),
+        token_hash(access),
+        datetime.fromtimestamp(iat, UTC),
+        datetime.fromtimestamp(refresh_exp, UTC),
+    )
 
 
-def _refresh_expiry(services: Services, now: datetime) -> datetime:
-    return now + timedelta(seconds=services.tokens.refresh_ttl)
+def _derived_jti(services: Services, parent_jti: str, use: str) -> str:
+    return services.keyring.blind_index(None, f"token-successor/{use}", parent_jti)[:32]
 
 
 @dataclass(frozen=True)
@@ -113,13 +161,13 @@ async def login(
     password: str,
     tenant: str | None = None,
     context: AuditContext,
-    device_info: dict[str, Any],
+    client: SignInRequest,
 ) -> TokenPair:
     """Password sign-in: verify the first factor, open a session, issue its tokens."""
     factor = await verify_password(
         services, email=email, password=password, tenant=tenant, context=context
     )
-    opened = await open_session(services, session, factor, context=context, device_info=device_info)
+    opened = await open_session(services, session, factor, context=context, client=client)
     return await issue_tokens(services, session, opened)
 
 
@@ -193,10 +241,25 @@ async def open_session(
     factor: FirstFactor,
     *,
     context: AuditContext,
-    device_info: dict[str, Any],
+    client: SignInRequest,
 ) -> OpenedSession:
-    """Step 2: a session for a verified factor, in the caller's transaction (audited)."""
-    now = utcnow()
+    """Step 2: a session for a verified factor, in the caller's transaction (audited).
+
+    The sign-in's risk is assessed first (device, network, place); the tenant's policy may
+    refuse it. Under the tenant's single-device policy the user's other sessions end."""
+    now = services.clock.now()
+    policy = await session_policy(services, factor.tenant_id, session)
+    assessment = await signin.assess(
+        services,
+        session,
+        user_id=factor.user_id,
+        tenant_id=factor.tenant_id,
+        request=client,
+        policy=policy,
+        now=now,
+    )
+    if assessment.decision in (signin.DENY, signin.REQUIRE_MFA):
+        await _refuse_risky(services, factor, assessment, context)
     opened_id = uuid.uuid4()
     # Under the account's row lock: deactivated, suspended or re-passworded since step 1
     # matches nothing and means no session.
@@ -207,18 +270,23 @@ async def open_session(
         new_hash=factor.new_hash,  # an upgrade of an older hash, or None
         new_session={
             "session_id": opened_id,
-            "device_id": str(device_info.get("deviceId") or uuid.uuid4()),
-            "device_info": device_info,
+            "device_id": assessment.device_id,
+            "device_info": assessment.device_info,
             "ip_address": context.ip_address,
             "auth_methods": [factor.method],
-            "expires_at": _refresh_expiry(services, now),
+            "expires_at": now + policy.absolute_timeout,
+            "risk_score": assessment.risk_score,
+            "risk_reasons": list(assessment.risk_reasons),
+            "location": assessment.location,
+            "network": assessment.network,
         },
         now=now,
     )
     if granted is None:
         metrics.count_sign_in("failure")
         raise Unauthorized(INVALID_CREDENTIALS)
-    opened = OpenedSession(opened_id, factor.user_id, sql.uuid_or_none(granted["tenant_id"]))
+    tenant_id = sql.uuid_or_none(granted["tenant_id"])
+    opened = OpenedSession(opened_id, factor.user_id, tenant_id, assessment.device_secret)
     await audit.record(
         session,
         action="auth:login:success",
@@ -227,13 +295,93 @@ async def open_session(
         context=AuditContext(opened.user_id, context.ip_address, context.user_agent),
         resource_type="session",
         resource_id=opened.id,
-        changes={"methods": [factor.method], "rehashed": bool(factor.new_hash)},
+        changes={
+            "methods": [factor.method],
+            "rehashed": bool(factor.new_hash),
+            "deviceId": assessment.device_id,
+            "riskScore": assessment.risk_score,
+            "riskReasons": list(assessment.risk_reasons),
+        },
+    )
+    if policy.single_device_only:
+        await end_other_sessions_for_single_device(services, session, opened, context=context)
+    await signin.after_open(
+        services,
+        session,
+        session_id=opened.id,
+        user_id=opened.user_id,
+        tenant_id=opened.tenant_id,
+        assessment=assessment,
+        policy=policy,
+        now=now,
     )
     security_log.info(
         "auth_attempt", success=True, user_id=str(opened.user_id), ip=context.ip_address
     )
     on_commit(session, _count_success)  # a sign-in whose transaction rolls back did not happen
     return opened
+
+
+async def session_policy(
+    services: Services, tenant_id: uuid.UUID | None, db: AsyncSession | None = None
+) -> SessionPolicy:
+    """The tenant's session policy (cached). Inside a transaction, pass its session: a miss
+    then reads through it (on SQLite a second connection would wait for this transaction's
+    write lock)."""
+    if db is not None:
+        return await services.session_policies.get(tenant_id, lambda: session_reader(db))
+    return await services.session_policies.get(
+        tenant_id, lambda: services.db.reader(tenant_id=tenant_id)
+    )
+
+
+async def _refuse_risky(
+    services: Services, factor: FirstFactor, assessment: signin.Assessment, context: AuditContext
+) -> None:
+    """A sign-in the policy refuses for its risk: audited, and the caller learns why (the
+    password was right, so there is nothing left to hide). Until the MFA issue adds a second
+    step, "require MFA" refuses too: failing closed."""
+    await record_surviving(
+        services,
+        action="auth:login:risk_refused",
+        category="authentication",
+        tenant_id=factor.tenant_id,
+        context=AuditContext(factor.user_id, context.ip_address, context.user_agent),
+        resource_type="user",
+        resource_id=factor.user_id,
+        changes={
+            "decision": assessment.decision,
+            "riskScore": assessment.risk_score,
+            "riskReasons": list(assessment.risk_reasons),
+        },
+    )
+    metrics.count_sign_in("failure")
+    if assessment.decision == signin.REQUIRE_MFA:
+        raise MfaRequired("This sign-in needs a second factor, and none is set up for it.")
+    raise SignInRefused("This sign-in was refused for its risk.")
+
+
+async def end_other_sessions_for_single_device(
+    services: Services, session: AsyncSession, opened: OpenedSession, *, context: AuditContext
+) -> None:
+    """Single device only: the new sign-in ends the user's other sessions; each of them is
+    told so on its next request (the 401 names the reason) and the user gets a mail."""
+    ended = await revoke_other_sessions(
+        session, opened.user_id, keep=opened.id, reason="single_device"
+    )
+    if not ended:
+        return
+    await audit.record(
+        session,
+        action="auth:session:revoke",
+        category="authentication",
+        tenant_id=opened.tenant_id,
+        context=AuditContext(opened.user_id, context.ip_address, context.user_agent),
+        resource_type="user",
+        resource_id=opened.user_id,
+        changes={"reason": "single_device", "sessions": [str(i) for i in ended]},
+    )
+    await signin.notify_single_device(services, session, opened.user_id, len(ended))
 
 
 async def _count_success() -> None:
@@ -244,17 +392,23 @@ async def issue_tokens(
     services: Services, session: AsyncSession, opened: OpenedSession
 ) -> TokenPair:
     """Step 3: an access and a refresh token for an open session."""
-    signed = _sign(services, opened)
-    now = utcnow()
-    await sql.row(
+    policy = await session_policy(services, opened.tenant_id, session)
+    signed = _sign(
+        services,
+        opened,
+        started=int(services.tokens.clock()),
+        absolute_seconds=int(policy.absolute_timeout.total_seconds()),
+    )
+    await sql.issue_first_token(
         session,
-        sql.ISSUE_REFRESH_TOKEN,
         new_jti=signed.refresh_jti,
         new_hash=signed.refresh_hash,
+        access_hash=signed.access_hash,
         session_id=opened.id,
         tenant_id=opened.tenant_id,
-        now=now,
-        expires_at=_refresh_expiry(services, now),
+        issued_at=signed.issued_at,
+        expires_at=signed.expires_at,
+        now=services.clock.now(),
     )
     return signed.pair
 
@@ -291,8 +445,12 @@ INVALID_REFRESH = "Invalid refresh token."
 async def refresh(
     services: Services, session: AsyncSession, *, refresh_token: str, context: AuditContext
 ) -> TokenPair:
-    """Spend a refresh token and issue the next pair (audited). A spent token presented
-    again ends its whole session."""
+    """Spend a refresh token and issue the next pair (audited).
+
+    A spent token presented again ends its whole session, unless it comes back within the
+    policy's grace window while its successor is still unused: two tabs refreshing at once
+    then both get the same new pair. Everything is decided from the database (no memory of
+    past refreshes in the process), so a restart changes nothing."""
     try:
         claims = await services.verify_token(refresh_token, REFRESH)
         # The session a token names never changes its user or tenant.
@@ -301,29 +459,57 @@ async def refresh(
             sql.as_uuid(claims["sub"]),
             sql.uuid_or_none(claims.get("tid")),
         )
-    except (TokenError, KeyError, ValueError):
+        started = int(claims.get("sst", claims["iat"]))
+        jti = str(claims["jti"])
+    except (TokenError, KeyError, ValueError, TypeError):
         raise Unauthorized(INVALID_REFRESH) from None
+    policy = await session_policy(services, opened.tenant_id, session)
+    now = services.clock.now()
     digest = token_hash(refresh_token)
-    signed = _sign(services, opened)  # the next pair, stored by the same statement
-    now = utcnow()
+    absolute = int(policy.absolute_timeout.total_seconds())
+    touch = {
+        "session_id": opened.id,
+        "user_id": opened.user_id,
+        "now": now,
+        "started_after": now - policy.absolute_timeout,
+        "active_after": now - policy.idle_timeout,
+    }
+    if not policy.refresh_token_rotation:
+        return await _refresh_without_rotation(
+            services, session, opened, claims, digest, touch, refresh_token, context, policy
+        )
+    signed = _sign(services, opened, started=started, absolute_seconds=absolute, parent_jti=jti)
     rotation = await sql.rotate_refresh_token(
         session,
-        jti=claims["jti"],
-        token_hash=digest,
-        session_id=opened.id,
-        user_id=opened.user_id,
-        new_jti=signed.refresh_jti,
-        new_hash=signed.refresh_hash,
-        now=now,
-        expires_at=_refresh_expiry(services, now),
+        spend={"jti": jti, "token_hash": digest, "session_id": opened.id, "now": now},
+        touch={**touch, "access_hash": signed.access_hash},
+        issue={
+            "new_jti": signed.refresh_jti,
+            "new_hash": signed.refresh_hash,
+            "issued_at": signed.issued_at,
+            "expires_at": signed.expires_at,
+        },
     )
     if not rotation.spent:
-        raise await _refused(services, session, jti=claims["jti"], digest=digest, context=context)
+        return await _not_spent(
+            services, session, opened, jti=jti, digest=digest, started=started, policy=policy,
+            now=now, context=context,
+        )  # fmt: skip
     # Any refusal from here on rolls the spend back with the request's transaction.
     if not rotation.issued:
         raise Unauthorized("Session ended.")
     if sql.uuid_or_none(rotation.tenant_id) != opened.tenant_id:
         raise Unauthorized(INVALID_REFRESH)
+    await _record_refresh(session, opened, context)
+    return signed.pair
+
+
+async def _record_refresh(
+    session: AsyncSession,
+    opened: OpenedSession,
+    context: AuditContext,
+    changes: dict[str, Any] | None = None,
+) -> None:
     await audit.record(
         session,
         action="auth:token:refresh",
@@ -332,18 +518,87 @@ async def refresh(
         context=AuditContext(opened.user_id, context.ip_address, context.user_agent),
         resource_type="session",
         resource_id=opened.id,
+        changes=changes,
     )
-    return signed.pair
 
 
-async def _refused(
-    services: Services, session: AsyncSession, *, jti: str, digest: str, context: AuditContext
-) -> Unauthorized:
-    """Why a refresh token spent nothing: unknown or not ours (invalid), or spent already
-    (reuse: someone else holds the family, which then ends for everyone)."""
-    state = await sql.row(session, sql.REFRESH_TOKEN_STATE, jti=jti)
+async def _refresh_without_rotation(
+    services: Services,
+    session: AsyncSession,
+    opened: OpenedSession,
+    claims: dict[str, Any],
+    digest: str,
+    touch: dict[str, Any],
+    refresh_token: str,
+    context: AuditContext,
+    policy: SessionPolicy,
+) -> TokenPair:
+    """The tenant switched rotation off: the refresh token stays valid until it expires (or
+    its session ends); only a new access token is issued."""
+    access, _ = services.tokens.issue(
+        ACCESS, {**opened.claims(), "sst": int(claims.get("sst", claims["iat"]))}
+    )
+    touched = await sql.row(
+        session,
+        sql.TOUCH_WITHOUT_ROTATION,
+        jti=str(claims["jti"]),
+        token_hash=digest,
+        access_hash=token_hash(access),
+        new_hash=None,
+        **touch,
+    )
+    if touched is None:
+        raise Unauthorized(INVALID_REFRESH)
+    await _record_refresh(session, opened, context, {"rotated": False})
+    return TokenPair(access, refresh_token, services.tokens.access_ttl, opened.id)
+
+
+async def _not_spent(
+    services: Services,
+    session: AsyncSession,
+    opened: OpenedSession,
+    *,
+    jti: str,
+    digest: str,
+    started: int,
+    policy: SessionPolicy,
+    now: datetime,
+    context: AuditContext,
+) -> TokenPair:
+    """Why a refresh token spent nothing: unknown or not ours (invalid); spent a moment ago by
+    a concurrent refresh (within the grace window, while the successor is unused: the same
+    new pair again); or spent before (reuse: someone else holds the family, which then ends
+    for everyone)."""
+    state = await sql.row(
+        session,
+        sql.REFRESH_TOKEN_STATE,
+        jti=jti,
+        successor_jti=_derived_jti(services, jti, "refresh"),
+    )
     if state is None or state["token_hash"] != digest or state["used_at"] is None:
-        return Unauthorized(INVALID_REFRESH)
+        raise Unauthorized(INVALID_REFRESH)
+    spent_at = _aware(state["used_at"])
+    grace = timedelta(seconds=policy.refresh_grace_seconds)
+    if (
+        state["session_active"]
+        and state["successor_hash"] is not None
+        and state["successor_used_at"] is None
+        and timedelta(0) <= now - spent_at <= grace
+    ):
+        again = _sign(
+            services,
+            opened,
+            started=started,
+            absolute_seconds=int(policy.absolute_timeout.total_seconds()),
+            parent_jti=jti,
+            issued_at=int(_aware(state["successor_issued_at"]).timestamp()),
+            refresh_expires_at=int(_aware(state["successor_expires_at"]).timestamp()),
+        )
+        if again.refresh_hash == state["successor_hash"]:
+            await _record_refresh(session, opened, context, {"concurrent": True})
+            return again.pair
+        # Signed under another key since (a rotation in between): not the same pair.
+        raise Unauthorized("Refresh token already used; use the newest one.")
     await _end_reused_family(
         services,
         session_id=sql.as_uuid(state["id"]),
@@ -351,7 +606,11 @@ async def _refused(
         tenant_id=sql.uuid_or_none(state["tenant_id"]),
         context=context,
     )
-    return Unauthorized("Refresh token reuse detected; the session has been ended.")
+    raise Unauthorized("Refresh token reuse detected; the session has been ended.")
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 async def _end_reused_family(
@@ -404,8 +663,9 @@ async def revoke_user_sessions(session: AsyncSession, user_id: uuid.UUID, *, rea
 
 async def revoke_other_sessions(
     session: AsyncSession, user_id: uuid.UUID, *, keep: uuid.UUID, reason: str
-) -> None:
-    await session.execute(
+) -> list[uuid.UUID]:
+    """End the user's sessions but ``keep``; the ids of those that were open."""
+    result = await session.execute(
         update(UserSession)
         .where(
             UserSession.user_id == user_id,
@@ -413,4 +673,6 @@ async def revoke_other_sessions(
             UserSession.id != keep,
         )
         .values(is_active=False, revoked_at=utcnow(), revoked_reason=reason)
+        .returning(UserSession.id)
     )
+    return [row[0] for row in result]

@@ -13,25 +13,32 @@ from kanvaro.deps import (
     Ctx,
     audit_context,
     own_account,
+    own_origins,
     public,
     public_db,
     request_ip,
     services_of,
 )
-from kanvaro.errors import NotFound, Unprocessable
+from kanvaro.errors import NotFound, Unauthorized, Unprocessable
 from kanvaro.identity import account, auth
 from kanvaro.identity.schemas import (
     AcceptInvitationIn,
+    CookieSessionOut,
     LoginIn,
     LogoutIn,
     LookupAcceptedOut,
     MeOut,
     PasswordChangeIn,
+    ReauthIn,
+    ReauthOut,
     RefreshIn,
     TenantLookupIn,
     TenantSignInOut,
     TokensOut,
 )
+from kanvaro.identity.sessions import cookies
+from kanvaro.identity.sessions.reauth import reauthenticate
+from kanvaro.identity.sessions.signin import SignInRequest
 from kanvaro.identity.tenant_lookup import lookup_tenants
 from kanvaro.tenancy.models import Tenant
 
@@ -44,14 +51,48 @@ PublicDb = Annotated[AsyncSession, public_db()]
 Authenticated = Annotated[Ctx, own_account()]
 
 
-def _device_info(request: Request, device_id: str | None) -> dict[str, str]:
-    info = {"userAgent": (request.headers.get("user-agent") or "")[:512]}
-    if device_id:
-        info["deviceId"] = device_id
-    return info
+DEVICE_HEADER = "x-device-token"
 
 
-async def _login(body: LoginIn, tenant: str | None, request: Request, db: AsyncSession) -> dict:
+def sign_in_request(request: Request, device_token: str | None) -> SignInRequest:
+    """The client's side of a sign-in: its address, User-Agent and device secret (from the
+    body's ``deviceToken``, the ``X-Device-Token`` header or a browser's device cookie)."""
+    return SignInRequest(
+        ip_address=request_ip(request),
+        user_agent=request.headers.get("user-agent"),
+        device_secret=device_token
+        or request.headers.get(DEVICE_HEADER)
+        or cookies.device_secret(request.cookies),
+    )
+
+
+# A browser session's sign-in and refresh answer with cookies and this body; API clients get
+# their tokens in the body.
+SessionOut = TokensOut | CookieSessionOut
+
+
+def _as_cookies(request: Request, response: Response, pair: auth.TokenPair) -> dict:
+    """Put a browser session's tokens into its cookies; the body keeps none of them."""
+    services = services_of(request)
+    csrf = cookies.csrf_token(services.keyring, pair.session_id)
+    for value in cookies.session_cookies(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        csrf=csrf,
+        access_ttl=pair.expires_in,
+        refresh_ttl=services.tokens.refresh_ttl,
+        new_device_secret=pair.device_token,
+    ):
+        response.headers.append("set-cookie", value)
+    return cookies.cookie_body(expires_in=pair.expires_in, csrf=csrf)
+
+
+async def _login(
+    body: LoginIn, tenant: str | None, request: Request, response: Response, db: AsyncSession
+) -> dict:
+    if body.transport == cookies.COOKIE:
+        # A cross-site page must not sign the victim's browser into another account.
+        cookies.refuse_cross_site(request.headers, own_origins(request))
     pair = await auth.login(
         services_of(request),
         db,
@@ -59,21 +100,26 @@ async def _login(body: LoginIn, tenant: str | None, request: Request, db: AsyncS
         password=body.password,
         tenant=tenant,
         context=audit_context(request),
-        device_info=_device_info(request, body.device_id),
+        client=sign_in_request(request, body.device_token),
     )
+    if body.transport == cookies.COOKIE:
+        return _as_cookies(request, response, pair)
     return pair.to_json()
 
 
-@router.post("/login", response_model=TokensOut, response_model_by_alias=True)
-async def login(body: LoginIn, request: Request, db: PublicDb) -> dict[str, object]:
+@router.post("/login", response_model=SessionOut, response_model_by_alias=True)
+async def login(
+    body: LoginIn, request: Request, response: Response, db: PublicDb
+) -> dict[str, object]:
     """Sign in to the tenant named by ``tenant`` (its slug). It may be left out on an instance
-    with a single tenant, and by the instance's super admin."""
-    return await _login(body, body.tenant, request, db)
+    with a single tenant, and by the instance's super admin. ``"transport": "cookie"`` (a
+    browser) answers with cookies instead of tokens."""
+    return await _login(body, body.tenant, request, response, db)
 
 
-@tenant_router.post("/auth/login", response_model=TokensOut, response_model_by_alias=True)
+@tenant_router.post("/auth/login", response_model=SessionOut, response_model_by_alias=True)
 async def tenant_login(
-    slug: TenantSlug, body: LoginIn, request: Request, db: PublicDb
+    slug: TenantSlug, body: LoginIn, request: Request, response: Response, db: PublicDb
 ) -> dict[str, object]:
     """Sign in at the tenant's own address; a ``tenant`` in the body must name the same one."""
     if body.tenant is not None and body.tenant.strip().lower() != slug.lower():
@@ -81,7 +127,7 @@ async def tenant_login(
             "The tenant in the body differs from the one in the address.",
             errors=[{"field": "tenant", "in": "body", "message": "differs from the path"}],
         )
-    return await _login(body, slug, request, db)
+    return await _login(body, slug, request, response, db)
 
 
 @tenant_router.get("/auth", response_model=TenantSignInOut, response_model_by_alias=True)
@@ -113,18 +159,45 @@ async def which_tenants(body: TenantLookupIn, request: Request, db: PublicDb) ->
     )
 
 
-@router.post("/refresh", response_model=TokensOut, response_model_by_alias=True)
-async def refresh(body: RefreshIn, request: Request, db: PublicDb) -> dict[str, object]:
-    pair = await auth.refresh(
-        services_of(request), db, refresh_token=body.refresh_token, context=audit_context(request)
-    )
-    return pair.to_json()
+@router.post("/refresh", response_model=SessionOut, response_model_by_alias=True)
+async def refresh(
+    request: Request, response: Response, db: PublicDb, body: RefreshIn | None = None
+) -> dict[str, object]:
+    """The next pair for ``refreshToken``; a browser session sends no body token and its
+    refresh cookie is used (with ``X-CSRF-Token``), answered with fresh cookies."""
+    services = services_of(request)
+    token = body.refresh_token if body is not None else None
+    cookie = request.cookies.get(cookies.REFRESH_COOKIE) if token is None else None
+    if cookie:
+        await cookies.check_refresh_cookie(
+            services, cookie, headers=request.headers, origins=own_origins(request)
+        )
+        token = cookie
+    if token is None:  # no credential at all: 401, as for any route without one
+        raise Unauthorized(
+            "A refresh token is needed: in the body, or the browser session's cookie.",
+            errors=[{"field": "refreshToken", "in": "body", "message": "required"}],
+        )
+    pair = await auth.refresh(services, db, refresh_token=token, context=audit_context(request))
+    return _as_cookies(request, response, pair) if cookie else pair.to_json()
 
 
 @router.post("/logout", status_code=204)
-async def logout(ctx: Authenticated, body: LogoutIn | None = None) -> Response:
+async def logout(ctx: Authenticated, request: Request, body: LogoutIn | None = None) -> Response:
     await account.logout(ctx)
-    return Response(status_code=204)
+    ended = Response(status_code=204)
+    if cookies.has_session_cookie(request.cookies):  # a browser session: forget its cookies
+        for value in cookies.cleared_cookies():
+            ended.headers.append("set-cookie", value)
+    return ended
+
+
+@router.post("/reauth", response_model=ReauthOut, response_model_by_alias=True)
+async def reauth(body: ReauthIn, ctx: Authenticated) -> ReauthOut:
+    """Confirm the password again in this session: permissions the tenant's session policy
+    lists as sensitive need this within ``reauthMaxAgeMinutes`` (problem type
+    ``reauth-required`` otherwise). Throttled like sign-in."""
+    return ReauthOut(authenticated_at=await reauthenticate(ctx, password=body.password))
 
 
 @router.get("/me", response_model=MeOut, response_model_by_alias=True)

@@ -56,7 +56,7 @@ _tokens = RefreshToken.__table__
 _ACTIVE = literal_column("'active'")  # a constant, not a parameter: Query binds names only
 # Parameters the PostgreSQL driver path takes as JSON text (SQLAlchemy's JSON type encodes
 # them on the SQLite path).
-_JSON_PARAMS = ("device_info", "auth_methods")
+_JSON_PARAMS = ("device_info", "auth_methods", "risk_reasons", "location")
 
 
 def _param(name: str, type_: Any = None) -> Any:
@@ -144,6 +144,11 @@ _SESSION_COLUMNS = [
     "is_active",
     "created_at",
     "updated_at",
+    "authenticated_at",
+    "risk_score",
+    "risk_reasons",
+    "location",
+    "network",
 ]
 
 
@@ -161,6 +166,11 @@ def _new_session(tenant_id: Any, user_id: Any) -> tuple[Any, ...]:
         true(),
         _param("now", _sessions.c.created_at.type),
         _param("now", _sessions.c.created_at.type),
+        _param("now", _sessions.c.created_at.type),
+        _param("risk_score", _sessions.c.risk_score.type),
+        _param("risk_reasons", JSON),
+        _param("location", JSON),
+        _param("network", String),
     )
 
 
@@ -184,25 +194,70 @@ SIGN_IN_AND_OPEN_SESSION = Change(select(_opened.c.tenant_id))
 
 # -- refresh ---------------------------------------------------------------------------------
 
-_TOKEN_COLUMNS = ["jti", "session_id", "tenant_id", "token_hash", "issued_at", "expires_at"]
+_TOKEN_COLUMNS = [
+    "jti", "session_id", "tenant_id", "token_hash", "issued_at", "expires_at", "generation",
+]  # fmt: skip
 
 
-def _new_token(session_id: Any, tenant_id: Any) -> tuple[Any, ...]:
+def _new_token(session_id: Any, tenant_id: Any, generation: Any) -> tuple[Any, ...]:
     return (
         _param("new_jti", String),
         session_id,
         tenant_id,
         _param("new_hash", String),
-        _param("now", _tokens.c.issued_at.type),
+        _param("issued_at", _tokens.c.issued_at.type),
         _param("expires_at", _tokens.c.expires_at.type),
+        generation,
     )
 
 
-ISSUE_REFRESH_TOKEN = Query(
+_issue = insert(_tokens).values(
+    dict(
+        zip(
+            _TOKEN_COLUMNS,
+            _new_token(_param("session_id"), _param("tenant_id"), literal_column("0")),
+            strict=True,
+        )
+    )
+)
+ISSUE_REFRESH_TOKEN = Query(_issue)
+ISSUE_NEXT_TOKEN = Query(
     insert(_tokens).values(
         dict(
-            zip(_TOKEN_COLUMNS, _new_token(_param("session_id"), _param("tenant_id")), strict=True)
+            zip(
+                _TOKEN_COLUMNS,
+                _new_token(_param("session_id"), _param("tenant_id"), _param("generation")),
+                strict=True,
+            )
         )
+    )
+)
+
+# The session keeps the hashes of its newest tokens (seed 004), never the tokens.
+_note_hashes = (
+    update(_sessions)
+    .where(_sessions.c.id == _param("session_id"))
+    .values(
+        access_token_hash=_param("access_hash"),
+        refresh_token_hash=_param("new_hash"),
+        updated_at=_param("now"),
+    )
+)
+NOTE_TOKEN_HASHES = Query(_note_hashes)
+_issued_first = _issue.returning(_tokens.c.session_id).cte("issued_first")
+# PostgreSQL: the first token of a session and the session's hashes in one statement.
+ISSUE_FIRST_TOKEN = Change(
+    select(
+        update(_sessions)
+        .where(_sessions.c.id.in_(select(_issued_first.c.session_id)))
+        .values(
+            access_token_hash=_param("access_hash"),
+            refresh_token_hash=_param("new_hash"),
+            updated_at=_param("now"),
+        )
+        .returning(_sessions.c.id)
+        .cte("noted")
+        .c.id
     )
 )
 
@@ -217,14 +272,15 @@ _spend = (
         _tokens.c.used_at.is_(None),
     )
     .values(used_at=_param("now"))
-    .returning(_tokens.c.session_id)
+    .returning(_tokens.c.session_id, _tokens.c.generation)
 )
 SPEND_REFRESH_TOKEN = Query(_spend)
 
 
 def _touch(*spent: Any) -> Any:
     """Marks the session active now if it is still open (and its token was just ``spent``),
-    its account enabled and its tenant active; takes the session's row lock."""
+    within its policy's absolute and idle timeouts, its account enabled and its tenant
+    active; notes the hashes of its new tokens; takes the session's row lock."""
     return (
         update(_sessions)
         .where(
@@ -232,7 +288,8 @@ def _touch(*spent: Any) -> Any:
             _sessions.c.id == _param("session_id"),
             _sessions.c.user_id == _param("user_id"),
             _sessions.c.is_active.is_(True),
-            _sessions.c.expires_at > _param("now"),
+            _sessions.c.created_at > _param("started_after"),
+            _sessions.c.last_activity_at > _param("active_after"),
             select(_users.c.id)
             .select_from(_users.outerjoin(_tenants, _tenants.c.id == _users.c.tenant_id))
             .where(
@@ -242,7 +299,14 @@ def _touch(*spent: Any) -> Any:
             )
             .exists(),
         )
-        .values(last_activity_at=_param("now"), updated_at=_param("now"))
+        .values(
+            last_activity_at=_param("now"),
+            updated_at=_param("now"),
+            access_token_hash=_param("access_hash"),
+            refresh_token_hash=func.coalesce(
+                _param("new_hash", String), _sessions.c.refresh_token_hash
+            ),
+        )
         .returning(_sessions.c.id, _sessions.c.tenant_id)
     )
 
@@ -253,7 +317,16 @@ _spent = _spend.cte("spent")
 _touched = _touch(_sessions.c.id.in_(select(_spent.c.session_id))).cte("touched")
 _issued = (
     insert(_tokens)
-    .from_select(_TOKEN_COLUMNS, select(*_new_token(_touched.c.id, _touched.c.tenant_id)))
+    .from_select(
+        _TOKEN_COLUMNS,
+        select(
+            *_new_token(
+                _touched.c.id,
+                _touched.c.tenant_id,
+                select(_spent.c.generation + literal_column("1")).scalar_subquery(),
+            )
+        ),
+    )
     .returning(_tokens.c.jti)
     .cte("issued")
 )
@@ -266,7 +339,20 @@ ROTATE_REFRESH_TOKEN = Change(
     )
 )
 
-# Why a refresh token spent nothing: unknown, someone else's hash, or already spent.
+# Rotation switched off by the policy: the token stays valid; the session is touched if the
+# token is live (unspent) and the session within its timeouts.
+_live_token = _sessions.c.id.in_(
+    select(_tokens.c.session_id).where(
+        _tokens.c.jti == _param("jti"),
+        _tokens.c.token_hash == _param("token_hash"),
+        _tokens.c.used_at.is_(None),
+    )
+)
+TOUCH_WITHOUT_ROTATION = Change(_touch(_live_token))
+
+# Why a refresh token spent nothing: unknown, someone else's hash, or already spent; and its
+# successor (what a concurrent refresh within the grace window gets again).
+_successor = _tokens.alias("successor")
 REFRESH_TOKEN_STATE = Query(
     select(
         _tokens.c.token_hash,
@@ -274,8 +360,21 @@ REFRESH_TOKEN_STATE = Query(
         _sessions.c.id,
         _sessions.c.user_id,
         _sessions.c.tenant_id,
+        _sessions.c.is_active.label("session_active"),
+        _successor.c.token_hash.label("successor_hash"),
+        _successor.c.used_at.label("successor_used_at"),
+        _successor.c.issued_at.label("successor_issued_at"),
+        _successor.c.expires_at.label("successor_expires_at"),
     )
-    .select_from(_tokens.join(_sessions, _sessions.c.id == _tokens.c.session_id))
+    .select_from(
+        _tokens.join(_sessions, _sessions.c.id == _tokens.c.session_id).outerjoin(
+            _successor,
+            and_(
+                _successor.c.jti == _param("successor_jti"),
+                _successor.c.session_id == _tokens.c.session_id,
+            ),
+        )
+    )
     .where(_tokens.c.jti == _param("jti"))
 )
 
@@ -296,34 +395,42 @@ class Rotation:
 async def rotate_refresh_token(
     session: AsyncSession,
     *,
-    jti: str,
-    token_hash: str,
-    session_id: uuid.UUID,
-    user_id: uuid.UUID,
-    new_jti: str,
-    new_hash: str,
-    now: datetime,
-    expires_at: datetime,
+    spend: dict[str, Any],
+    touch: dict[str, Any],
+    issue: dict[str, Any],
 ) -> Rotation:
-    """Spend a refresh token, touch its session and store the next token: all or nothing is
-    up to the caller's transaction (a refusal after the spend must roll back)."""
-    spend = {"jti": jti, "token_hash": token_hash, "session_id": session_id, "now": now}
-    touch = {"session_id": session_id, "user_id": user_id, "now": now}
-    issue = {"new_jti": new_jti, "new_hash": new_hash, "expires_at": expires_at}
+    """Spend a refresh token, touch its session and store the next token (one generation
+    on): all or nothing is up to the caller's transaction (a refusal after the spend must
+    roll back)."""
     if _dialect(session) == "postgresql":
         found = await row(session, ROTATE_REFRESH_TOKEN, **{**spend, **touch, **issue})
         assert found is not None  # the statement always answers one row
         return Rotation(found["spent"], found["issued"], found["tenant_id"])
-    if await row(session, SPEND_REFRESH_TOKEN, **spend) is None:
+    spent = await row(session, SPEND_REFRESH_TOKEN, **spend)
+    if spent is None:
         return Rotation(spent=False, issued=False)
-    touched = await row(session, TOUCH_SESSION, **touch)
+    touched = await row(session, TOUCH_SESSION, **touch, new_hash=issue["new_hash"])
     if touched is None:
         return Rotation(spent=True, issued=False)
     await row(
-        session, ISSUE_REFRESH_TOKEN, session_id=session_id, tenant_id=touched["tenant_id"],
-        now=now, **issue,
-    )  # fmt: skip
+        session,
+        ISSUE_NEXT_TOKEN,
+        session_id=touch["session_id"],
+        tenant_id=touched["tenant_id"],
+        generation=spent["generation"] + 1,
+        **issue,
+    )
     return Rotation(spent=True, issued=True, tenant_id=touched["tenant_id"])
+
+
+async def issue_first_token(session: AsyncSession, **params: Any) -> None:
+    """Store a session's first refresh token and note the hashes of its first pair."""
+    if _dialect(session) == "postgresql":
+        await row(session, ISSUE_FIRST_TOKEN, **params)
+        return
+    hashes = {k: params[k] for k in ("session_id", "access_hash", "new_hash", "now")}
+    await row(session, ISSUE_REFRESH_TOKEN, **params)
+    await row(session, NOTE_TOKEN_HASHES, **hashes)
 
 
 async def sign_in_and_open_session(
@@ -388,7 +495,7 @@ async def row(session: AsyncSession, query: Query, **params: Any) -> Row | None:
     driver = await transaction_driver(session)
     sql, names = query.for_dialect(connection.dialect)
     for name in _JSON_PARAMS:
-        if name in params:
+        if params.get(name) is not None:
             params[name] = orjson.dumps(params[name]).decode()
     bound = _bind(params)
     return await driver.fetchrow(sql, *(bound[n] for n in names))

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     String,
     Text,
@@ -108,6 +109,19 @@ class UserSession(TenantScoped, Timestamped, Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    # Seed 004: SHA-256 of the newest access and refresh token issued (never the tokens).
+    access_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    refresh_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # When the user last proved who he is in this session (sign-in, or POST /auth/reauth):
+    # what step-up for sensitive permissions compares against.
+    authenticated_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Sign-in risk: the score, its reasons, the place (GeoIP, when configured) and network.
+    risk_score: Mapped[int] = mapped_column(Integer, default=0)
+    risk_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    location: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    network: Mapped[str | None] = mapped_column(String(49), nullable=True)
+    # SHA-256 of the one-time token in a "was this you?" email's revoke link.
+    revoke_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
 
 
 class RefreshToken(Base):
@@ -127,6 +141,8 @@ class RefreshToken(Base):
     issued_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The family's order: the first token of a session is 0, each rotation adds one.
+    generation: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class SigningKey(Timestamped, Base):

@@ -12,7 +12,8 @@ short, bounded time (``KANVARO_PRINCIPAL_CACHE_SECONDS``, default 0.5 s, 0 turns
 * every other process and instance stops accepting it within the cache lifetime. This is the
   bound the multi-instance test checks (a revoked session refused everywhere within 1 s).
 
-The session's own expiry is checked on every hit, not only on a miss.
+The session's timeouts are checked by the caller on every request, hit or miss
+(``identity.sessions.enforce``): they move with the tenant's policy and the clock.
 """
 
 from __future__ import annotations
@@ -24,14 +25,13 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, event, select
 from sqlalchemy.orm import Session
 
 from kanvaro.acting import Principal
-from kanvaro.db import utcnow
 from kanvaro.errors import Unauthorized
 from kanvaro.identity.models import User, UserSession
 from kanvaro.reads import Query, Reader
@@ -52,7 +52,10 @@ PRINCIPAL_QUERY = Query(
     select(
         UserSession.id.label("session_id"),
         UserSession.is_active.label("session_active"),
-        UserSession.expires_at,
+        UserSession.revoked_reason,
+        UserSession.created_at.label("session_started_at"),
+        UserSession.last_activity_at,
+        UserSession.authenticated_at,
         UserSession.auth_methods,
         User.id.label("user_id"),
         User.tenant_id,
@@ -76,7 +79,6 @@ PRINCIPAL_QUERY = Query(
 @dataclass(frozen=True, slots=True)
 class _Entry:
     principal: Principal
-    expires_at: datetime  # the session's own end
     fresh_until: float  # the cache's
 
 
@@ -92,19 +94,19 @@ class PrincipalCache:
         self.generation = 0  # bumped by clear(): a load that began before it is not kept
         _LIVE_CACHES.add(self)
 
-    def get(self, session_id: uuid.UUID) -> tuple[Principal, datetime] | None:
+    def get(self, session_id: uuid.UUID) -> Principal | None:
         entry = self._entries.get(session_id)
         if entry is None:
             return None
         if entry.fresh_until <= self.clock():
             self._entries.pop(session_id, None)
             return None
-        return entry.principal, entry.expires_at
+        return entry.principal
 
-    def put(self, principal: Principal, expires_at: datetime, *, generation: int) -> None:
+    def put(self, principal: Principal, *, generation: int) -> None:
         if self.ttl <= 0 or generation != self.generation:
             return
-        self._entries[principal.session_id] = _Entry(principal, expires_at, self.clock() + self.ttl)
+        self._entries[principal.session_id] = _Entry(principal, self.clock() + self.ttl)
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
@@ -129,14 +131,14 @@ async def resolve(
 ) -> Principal:
     """The principal of a verified token's ``sid``/``sub``; Unauthorized when the session is
     over, the account disabled or the tenant suspended. ``reader_of`` opens a
-    :class:`~kanvaro.reads.Reader` in the token's tenant (called only on a cache miss)."""
-    cached = cache.get(session_id)
-    if cached is not None:
-        principal, expires_at = cached
+    :class:`~kanvaro.reads.Reader` in the token's tenant (called only on a cache miss).
+
+    The session's timeouts (idle, absolute) depend on the tenant's policy and are checked by
+    the caller on every request, cached or not (``identity.sessions.enforce``)."""
+    principal = cache.get(session_id)
+    if principal is not None:
         if principal.user_id != user_id:
             raise Unauthorized("Session not found.")
-        if expires_at <= utcnow():
-            raise Unauthorized("Session ended.")
         return principal
     # One load per session at a time: when an entry expires under load, the requests that
     # arrive meanwhile wait for that load instead of each running the same query.
@@ -161,20 +163,33 @@ async def _load_into(
     user_id: uuid.UUID,
 ) -> Principal:
     async with reader_of() as reader:
-        principal, expires_at = await load(reader, session_id=session_id, user_id=user_id)
-    cache.put(principal, expires_at, generation=generation)
+        principal = await load(reader, session_id=session_id, user_id=user_id)
+    cache.put(principal, generation=generation)
     return principal
 
 
-async def load(
-    reader: Reader, *, session_id: uuid.UUID, user_id: uuid.UUID
-) -> tuple[Principal, datetime]:
+# Why a session ended, as its next request is told (``revoked_reason`` -> detail).
+ENDED_BECAUSE = {
+    "single_device": "Session ended: you signed in on another device.",
+    "idle": "Session ended after a period of inactivity.",
+    "expired": "Session ended: it reached its maximum length.",
+    "refresh_token_reuse": "Session ended: its refresh token was used twice.",
+    "device_removed": "Session ended: its device was removed.",
+    "revoked": "Session ended: it was signed out from the session list.",
+    "logout_everywhere": "Session ended: signed out everywhere.",
+    "revoke_link": "Session ended from the link in a sign-in alert.",
+    "password_change": "Session ended: the password was changed.",
+    "deactivated": "Session ended: the account was deactivated.",
+    "user_deleted": "Session ended: the account was removed.",
+}
+
+
+async def load(reader: Reader, *, session_id: uuid.UUID, user_id: uuid.UUID) -> Principal:
     row = await reader.row(PRINCIPAL_QUERY, session_id=session_id, user_id=user_id)
     if row is None:
         raise Unauthorized("Session not found.")
-    expires_at = _aware(row["expires_at"])
-    if not row["session_active"] or expires_at <= utcnow():
-        raise Unauthorized("Session ended.")
+    if not row["session_active"]:
+        raise Unauthorized(ENDED_BECAUSE.get(row["revoked_reason"] or "", "Session ended."))
     if not row["user_active"] or (
         row["tenant_status"] is not None and row["tenant_status"] != "active"
     ):
@@ -190,8 +205,11 @@ async def load(
         project_scoped=scoped,
         is_super_admin=bool(row["is_super_admin"]),
         auth_methods=tuple(_json(row["auth_methods"]) or ()),
+        session_started_at=_aware(row["session_started_at"]),
+        authenticated_at=_aware(row["authenticated_at"] or row["session_started_at"]),
+        last_activity_at=_aware(row["last_activity_at"]),
     )
-    return principal, expires_at
+    return principal
 
 
 def _grants(row: Any) -> tuple[str, frozenset[str], bool]:
@@ -229,8 +247,6 @@ def _uuid(value: Any) -> uuid.UUID:
 
 
 def _aware(value: datetime) -> datetime:
-    from datetime import UTC
-
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import Field
 
@@ -22,14 +23,31 @@ class LoginIn(ApiModel):
         max_length=63,
         description="The tenant's slug; may be left out on an instance with a single tenant.",
     )
-    device_id: str | None = Field(default=None, max_length=255)
+    device_token: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The device secret a previous sign-in handed out (`deviceToken`); "
+        "or send it as the X-Device-Token header.",
+    )
+    transport: Literal["bearer", "cookie"] = Field(
+        default="bearer",
+        description="`cookie` for a browser: the tokens go into `__Host-` cookies, the body "
+        "carries none, and unsafe requests need the `X-CSRF-Token` header.",
+    )
 
     def __repr__(self) -> str:
         return "LoginIn(email=..., password=...)"
 
 
 class RefreshIn(ApiModel):
-    refresh_token: str = Field(min_length=1, max_length=8192)
+    refresh_token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8192,
+        description="Left out by a browser session: its refresh cookie is used instead.",
+    )
 
     def __repr__(self) -> str:
         return "RefreshIn(...)"
@@ -39,12 +57,39 @@ class LogoutIn(ApiModel):
     refresh_token: str | None = Field(default=None, max_length=8192)
 
 
+class ReauthIn(ApiModel):
+    password: str = Field(min_length=1, max_length=1024)
+
+    def __repr__(self) -> str:
+        return "ReauthIn(password=...)"
+
+
+class ReauthOut(OutModel):
+    authenticated_at: datetime
+
+
 class TokensOut(OutModel):
     requires_m_f_a: bool = Field(False, serialization_alias="requiresMFA")
     access_token: str
     refresh_token: str
     token_type: str = "Bearer"
     expires_in: int
+    device_token: str | None = Field(
+        None,
+        description="A new device secret: keep it and present it at the next sign-in.",
+    )
+
+
+class CookieSessionOut(OutModel):
+    """A cookie-mode sign-in or refresh: the tokens are in cookies, never in the body."""
+
+    requires_m_f_a: bool = Field(False, serialization_alias="requiresMFA")
+    token_type: Literal["cookie"] = "cookie"
+    expires_in: int
+    csrf_token: str = Field(
+        description="Send it as the X-CSRF-Token header on every unsafe request; it is also "
+        "in the `__Host-kanvaro_csrf` cookie, and stays the same for the session's life.",
+    )
 
 
 class MeOut(OutModel):

@@ -103,7 +103,9 @@ async def list_users(
     return page_of(
         users,
         limit,
-        lambda u: _phone_shown(ctx, user_service.user_out(u, names.get(u.role_id), u.id in pending)),
+        lambda u: _phone_shown(
+            ctx, user_service.user_out(u, names.get(u.role_id), u.id in pending)
+        ),
     )
 
 

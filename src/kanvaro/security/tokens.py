@@ -154,11 +154,21 @@ class TokenService:
     # -- issue -----------------------------------------------------------------------------
 
     def issue(
-        self, use: str, claims: Mapping[str, Any], *, ttl: int | None = None
+        self,
+        use: str,
+        claims: Mapping[str, Any],
+        *,
+        ttl: int | None = None,
+        issued_at: int | None = None,
+        expires_at: int | None = None,
+        jti: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
+        """Sign a token. ``issued_at``/``expires_at``/``jti`` fix what is otherwise the clock's
+        and a random value: Ed25519 signatures are deterministic, so the same claims under the
+        same key give the same token again (a refresh replayed within its grace window)."""
         if self._signing is None or self._signing.private_key is None:
             raise TokenError("no signing key loaded")
-        now = int(self.clock())
+        now = int(self.clock()) if issued_at is None else issued_at
         lifetime = (
             ttl if ttl is not None else (self.access_ttl if use == ACCESS else self.refresh_ttl)
         )
@@ -168,8 +178,8 @@ class TokenService:
             "aud": self.audience,
             "iat": now,
             "nbf": now,
-            "exp": now + lifetime,
-            "jti": secrets.token_urlsafe(16),
+            "exp": now + lifetime if expires_at is None else expires_at,
+            "jti": secrets.token_urlsafe(16) if jti is None else jti,
             "use": use,
         }
         token = compact_jws(self._headers[use], orjson.dumps(payload), self._signing.private_key)

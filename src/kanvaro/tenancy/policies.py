@@ -1,14 +1,21 @@
-"""Tenant policies as actions (the password policy for now): read, and change with an audit
-entry holding before and after. Stored in ``Tenant.settings["passwordPolicy"]``."""
+"""Tenant policies as actions: read, and change with an audit entry holding before and after.
+
+The password policy lives in ``Tenant.settings["passwordPolicy"]``; the session policy in its
+own table (seed 004 ``session_policies``), one row per tenant that changed a default."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import select
+
 from kanvaro.acting import Acting
 from kanvaro.audit import service as audit
 from kanvaro.errors import Unprocessable
+from kanvaro.identity.sessions import policy as session_policies
+from kanvaro.identity.sessions.models import SessionPolicyRow
+from kanvaro.identity.sessions.policy import PolicyError, SessionPolicy
 from kanvaro.security.passwords import PasswordPolicy
 from kanvaro.tenancy.models import Tenant
 from kanvaro.tenancy.service import password_policy
@@ -46,5 +53,47 @@ async def change_password_policy(ctx: Acting, changes: Mapping[str, Any]) -> Pas
         resource_type="tenant",
         resource_id=ctx.tenant_id,
         changes=audit.diff(before, policy.to_json()),
+    )
+    return policy
+
+
+async def _session_policy_row(ctx: Acting, *, lock: bool = False) -> SessionPolicyRow | None:
+    statement = select(SessionPolicyRow).where(SessionPolicyRow.tenant_id == ctx.tenant_id)
+    if lock:
+        statement = statement.with_for_update()
+    return (await ctx.db.execute(statement)).scalar_one_or_none()
+
+
+async def current_session_policy(ctx: Acting) -> SessionPolicy:
+    row = await _session_policy_row(ctx)
+    return session_policies.DEFAULT if row is None else SessionPolicy.of_row(row)
+
+
+async def change_session_policy(ctx: Acting, changes: Mapping[str, Any]) -> SessionPolicy:
+    """Merge ``changes`` (camelCase fields) into the tenant's session policy. Existing sessions
+    follow at once in this process and within the policy cache's lifetime elsewhere."""
+    # The tenant's row lock serialises two first changes (no policy row yet to lock).
+    await _tenant(ctx, lock=True)
+    row = await _session_policy_row(ctx, lock=True)
+    before = session_policies.DEFAULT if row is None else SessionPolicy.of_row(row)
+    try:
+        policy = before.changed(changes)
+    except PolicyError as exc:
+        raise Unprocessable(
+            f"{exc.field}: {exc}.",
+            errors=[{"field": exc.field, "in": "body", "message": str(exc)}],
+        ) from None
+    if row is None:
+        row = SessionPolicyRow(tenant_id=ctx.tenant_id)
+        ctx.db.add(row)
+    for name, value in policy.row_values().items():
+        setattr(row, name, value)
+    await ctx.db.flush()
+    await ctx.record(
+        "api:session_policy:update",
+        category="system",
+        resource_type="tenant",
+        resource_id=ctx.tenant_id,
+        changes=audit.diff(before.to_json(), policy.to_json()),
     )
     return policy

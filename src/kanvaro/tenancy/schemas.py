@@ -116,3 +116,48 @@ class PasswordPolicyOut(OutModel):
     @classmethod
     def of(cls, policy: PasswordPolicy) -> PasswordPolicyOut:
         return cls.model_validate(policy.to_json())
+
+
+# --- tenant session policy (issue 10) ---------------------------------------------------------
+
+
+class SessionPolicyIn(ApiModel):
+    """A partial change of the session policy; fields left out keep their value. It applies
+    to existing sessions too (their timeouts are computed from the policy in force)."""
+
+    idle_timeout_minutes: JsonInt = Field(default=None, ge=1, le=24 * 60)  # type: ignore[assignment]
+    absolute_timeout_hours: JsonInt = Field(default=None, ge=1, le=30 * 24)  # type: ignore[assignment]
+    refresh_token_rotation: JsonBool = None  # type: ignore[assignment]
+    single_device_only: JsonBool = None  # type: ignore[assignment]
+    require_reauth_permissions: list[PermissionName] = Field(default=None, max_length=100)  # type: ignore[assignment]
+    reauth_max_age_minutes: JsonInt = Field(default=None, ge=1, le=24 * 60)  # type: ignore[assignment]
+    refresh_grace_seconds: JsonInt = Field(default=None, ge=0, le=60)  # type: ignore[assignment]
+    device_trust_days: JsonInt = Field(default=None, ge=1, le=365)  # type: ignore[assignment]
+    risk_notify_at: JsonInt = Field(default=None, ge=0, le=101)  # type: ignore[assignment]
+    risk_mfa_at: JsonInt = Field(default=None, ge=0, le=101)  # type: ignore[assignment]
+    risk_deny_at: JsonInt = Field(default=None, ge=0, le=101)  # type: ignore[assignment]
+
+    @field_validator("require_reauth_permissions")
+    @classmethod
+    def _check(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _permissions(value)
+
+    @model_validator(mode="after")
+    def _names_a_field(self) -> SessionPolicyIn:
+        if not self.model_fields_set:
+            raise ValueError("Name at least one policy field to change.")
+        return self
+
+
+class SessionPolicyOut(OutModel):
+    idle_timeout_minutes: int
+    absolute_timeout_hours: int
+    refresh_token_rotation: bool
+    single_device_only: bool
+    require_reauth_permissions: list[str]
+    reauth_max_age_minutes: int
+    refresh_grace_seconds: int
+    device_trust_days: int
+    risk_notify_at: int
+    risk_mfa_at: int
+    risk_deny_at: int

@@ -14,7 +14,12 @@ from fastapi import APIRouter
 from kanvaro.deps import Ctx, authenticated, require
 from kanvaro.security.permissions import Permission as P
 from kanvaro.tenancy import policies
-from kanvaro.tenancy.schemas import PasswordPolicyIn, PasswordPolicyOut
+from kanvaro.tenancy.schemas import (
+    PasswordPolicyIn,
+    PasswordPolicyOut,
+    SessionPolicyIn,
+    SessionPolicyOut,
+)
 
 router = APIRouter(prefix="/api/v1/tenant/settings", tags=["tenant settings"])
 
@@ -30,3 +35,17 @@ async def patch_password_policy(
 ) -> PasswordPolicyOut:
     changes = body.model_dump(by_alias=True, exclude_unset=True)
     return PasswordPolicyOut.of(await policies.change_password_policy(ctx, changes))
+
+
+@router.get("/session-policy", response_model=SessionPolicyOut, response_model_by_alias=True)
+async def get_session_policy(ctx: Annotated[Ctx, authenticated()]) -> dict[str, object]:
+    """The session policy in force: timeouts, rotation, single device, step-up, risk."""
+    return (await policies.current_session_policy(ctx)).to_json()
+
+
+@router.patch("/session-policy", response_model=SessionPolicyOut, response_model_by_alias=True)
+async def patch_session_policy(
+    body: SessionPolicyIn, ctx: Annotated[Ctx, require(P.SETTINGS_UPDATE)]
+) -> dict[str, object]:
+    changes = body.model_dump(by_alias=True, exclude_unset=True)
+    return (await policies.change_session_policy(ctx, changes)).to_json()

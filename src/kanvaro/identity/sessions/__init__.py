@@ -1,0 +1,1 @@
+"""Sessions: tenant session policies, devices, activity, step-up and sign-in risk (issue 10)."""
