@@ -175,6 +175,21 @@ async def _device(w: World) -> str:
     return (await _sign_in(w))["deviceId"]
 
 
+async def _mfa_method(w: World) -> str:
+    """A verified MFA method of tenant A's registry user, placed in the database (the matrix
+    is about access, not about a factor's enrollment)."""
+    from kanvaro.identity.mfa.models import MfaMethod
+
+    await _sign_in(w)  # the user's session first: with a method, a sign-in asks for it
+    user = uuid.UUID(await w.id_of("users"))
+    async with w.services.db.session(tenant_id=uuid.UUID(w.a.id)) as db:
+        method = MfaMethod(tenant_id=uuid.UUID(w.a.id), user_id=user, method_type="totp")
+        method.verified_at = w.services.clock.now()
+        db.add(method)
+        await db.flush()
+        return str(method.id)
+
+
 # The path segment that names a collection -> how to create one of its objects in tenant A.
 REGISTRY: dict[str, Creator] = {
     "projects": _project,
@@ -188,6 +203,7 @@ REGISTRY: dict[str, Creator] = {
     "roles": _role,
     "sessions": _session,
     "devices": _device,
+    "mfa": _mfa_method,
 }
 
 
@@ -196,7 +212,11 @@ SAMPLE_BODIES: dict[str, dict[str, Any]] = {
     "POST /api/v1/auth/password": {"currentPassword": "wrong", "newPassword": "N3w!Passw0rd-long"},
     "PATCH /api/v1/tenant/settings/password-policy": {"minLength": 14},
     "PATCH /api/v1/tenant/settings/session-policy": {"idleTimeoutMinutes": 45},
+    "PATCH /api/v1/tenant/settings/mfa-policy": {"totpWindow": 2},
     "POST /api/v1/auth/reauth": {"password": "wrong"},
+    "POST /api/v1/auth/mfa/setup": {"method": "totp"},
+    "POST /api/v1/auth/mfa/verify-setup": {"method": "totp", "code": "000000"},
+    "POST /api/v1/auth/webauthn/register/verify": {"challengeId": str(uuid.uuid4()), "credential": {}},
 }
 
 

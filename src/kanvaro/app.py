@@ -23,7 +23,9 @@ from kanvaro.services import Services
 from kanvaro.web import docs as web_docs
 from kanvaro.web import invitation as web_invitation
 from kanvaro.web import metrics as web_metrics
+from kanvaro.web import mfa_pages as web_mfa_pages
 from kanvaro.web import openapi as web_openapi
+from kanvaro.web import webauthn_pages as web_webauthn_pages
 
 API_PREFIX = "/api/v1"
 
@@ -34,6 +36,10 @@ def _routers() -> list:  # type: ignore[type-arg]
     from kanvaro.audit import routes as audit_routes
     from kanvaro.crypto import routes as key_routes
     from kanvaro.identity import auth_routes, user_routes
+    from kanvaro.identity.mfa import backup_routes as mfa_backup_routes
+    from kanvaro.identity.mfa import management_routes as mfa_management_routes
+    from kanvaro.identity.mfa import routes as mfa_routes
+    from kanvaro.identity.mfa import webauthn_routes
     from kanvaro.identity.sessions import revoke_routes
     from kanvaro.identity.sessions import routes as session_routes
     from kanvaro.tenancy import role_routes, settings_routes
@@ -43,6 +49,10 @@ def _routers() -> list:  # type: ignore[type-arg]
         health.router,
         auth_routes.router,
         auth_routes.tenant_router,
+        mfa_routes.router,  # /api/v1/auth/mfa: enrollment and the sign-in's second step
+        webauthn_routes.router,  # /api/v1/auth/webauthn: authenticators, passkey sign-in
+        mfa_management_routes.router,  # /users/{userId}/mfa: list, remove, admin reset
+        mfa_backup_routes.router,  # /users/{userId}/mfa/regenerate-backup-codes
         revoke_routes.router,  # the sign-in mail's revoke link
         user_routes.router,
         session_routes.router,  # /users/{userId}/sessions and /devices
@@ -116,6 +126,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         app.include_router(router)
     app.include_router(web_docs.router)
     app.include_router(web_invitation.router)
+    app.include_router(web_mfa_pages.router)  # /sign-in and /account/mfa
+    app.include_router(web_webauthn_pages.router)  # /auth/webauthn/register, webauthn.js
     if settings.metrics_enabled:  # docs/deployment.md "Metrics"
         app.include_router(web_metrics.router_for(settings))
     web_openapi.install(app)

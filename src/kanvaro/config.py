@@ -28,12 +28,19 @@ REQUIRED_SECRETS: dict[str, int] = {"master_key": 32}
 
 
 # Every setting that holds a secret (each also read from KANVARO_<NAME>_FILE).
-SECRET_NAMES = ("master_key", "smtp_password", "vault_token", "metrics_token")
+SECRET_NAMES = (
+    "master_key", "smtp_password", "vault_token", "metrics_token", "sms_http_auth_header"
+)  # fmt: skip
 
 
 class KeyProviderName(StrEnum):
     local = "local"
     vault = "vault"
+
+
+class SmsProvider(StrEnum):
+    http = "http"  # a provider's HTTP API (KANVARO_SMS_HTTP_*)
+    outbox = "outbox"  # files in <data_dir>/outbox: development
 
 
 class Environment(StrEnum):
@@ -127,6 +134,14 @@ class Settings(BaseSettings):
     # impossible-travel checks. A replaced file is picked up at the next sign-in.
     geoip_database: Path | None = None
 
+    # WebAuthn and passkeys (issue 11.4). The relying party ID is a registrable domain (never
+    # an IP address): unset, the host of KANVARO_PUBLIC_URL; the expected origin is the public
+    # URL's. A legacy U2F app id (the AppID extension) lets keys registered through the old
+    # U2F API still sign in; unset, none is offered.
+    webauthn_rp_id: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+$", max_length=253)
+    webauthn_rp_name: str = Field(default="Kanvaro", min_length=1, max_length=100)
+    webauthn_u2f_appid: str | None = Field(default=None, pattern=r"^https://\S+$")
+
     # Time entries: the dates one may log time for (docs/admin-guide.md "Time entries").
     time_entry_min_date: date = date(2000, 1, 1)
     time_entry_max_days_ahead: int = Field(default=366, ge=0, le=100 * 366)
@@ -144,6 +159,16 @@ class Settings(BaseSettings):
     smtp_ca_file: Path | None = None  # trust only this CA (PEM), not the system's
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     invitation_ttl_hours: int = Field(default=72, ge=1)
+
+    # SMS codes (MFA). Unset: the outbox in development, no SMS at all in production (the
+    # outbox there only when set explicitly). The template is JSON whose strings may hold
+    # {to} and {text}; the values are JSON-escaped into them. The auth header ("Name: value",
+    # or a bare value for Authorization) is a secret.
+    sms_provider: SmsProvider | None = None
+    sms_http_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    sms_http_auth_header: SecretStr | None = None
+    sms_http_template: str = '{"to": "{to}", "text": "{text}"}'
+    sms_http_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
     # Audit log and SIEM forwarding (docs/admin-guide.md "Audit log").
     audit_checkpoint_interval_seconds: int = Field(default=3600, ge=0)  # 0: no periodic job
@@ -264,6 +289,27 @@ class Settings(BaseSettings):
             raise ConfigError(f"KANVARO_SMTP_CA_FILE: cannot read {ca_file}")
         return self
 
+    @model_validator(mode="after")
+    def _sms_consistent(self) -> Settings:
+        if self.sms_provider is not SmsProvider.http:
+            return self
+        from urllib.parse import urlsplit
+
+        if not self.sms_http_url:
+            raise ConfigError("KANVARO_SMS_PROVIDER=http needs KANVARO_SMS_HTTP_URL")
+        host = urlsplit(self.sms_http_url).hostname or ""
+        if self.sms_http_url.startswith("http:") and not is_loopback_host(host):
+            raise ConfigError("KANVARO_SMS_HTTP_URL must be https (http for a loopback host only)")
+        check_sms_template(self.sms_http_template)
+        return self
+
+    @property
+    def sms_transport(self) -> SmsProvider | None:
+        """The SMS sender in use: None (no SMS) in production unless one is set."""
+        if self.sms_provider is None and not self.is_production:
+            return SmsProvider.outbox
+        return self.sms_provider
+
     @property
     def smtp_mode(self) -> SmtpSecurity:
         """The security of the environment's relay, ``KANVARO_SMTP_STARTTLS`` included."""
@@ -302,6 +348,21 @@ class Settings(BaseSettings):
         return self
 
 
+def check_sms_template(template: str) -> None:
+    """A JSON object or array whose strings hold ``{to}`` and ``{text}``; ConfigError if not."""
+    import json
+
+    try:
+        parsed = json.loads(template)
+    except ValueError:
+        raise ConfigError("KANVARO_SMS_HTTP_TEMPLATE is not valid JSON") from None
+    if not isinstance(parsed, dict | list):
+        raise ConfigError("KANVARO_SMS_HTTP_TEMPLATE must be a JSON object or array")
+    for placeholder in ("{to}", "{text}"):
+        if placeholder not in template:
+            raise ConfigError(f"KANVARO_SMS_HTTP_TEMPLATE needs the placeholder {placeholder}")
+
+
 def secret_problems(settings: Settings) -> list[str]:
     """Every required secret that is missing, a placeholder or too short, by variable name.
 
@@ -317,6 +378,8 @@ def secret_problems(settings: Settings) -> list[str]:
             ]
     if settings.smtp_username:
         required["smtp_password"] = 1
+    if settings.sms_http_auth_header is not None:
+        required["sms_http_auth_header"] = 1
     # Metrics without a token are readable only from the allowed networks; a token that is
     # set must be a real one.
     if settings.metrics_enabled and (

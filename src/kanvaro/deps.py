@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kanvaro.acting import Acting, Origin, Principal
 from kanvaro.audit.service import AuditContext
 from kanvaro.db import switch_tenant
-from kanvaro.errors import BadRequest, Unauthorized
+from kanvaro.errors import BadRequest, MfaEnrollmentRequired, Unauthorized
 from kanvaro.identity import principals
+from kanvaro.identity.mfa.flow import ENROLLMENT_ONLY
 from kanvaro.identity.sessions import cookies, enforce
 from kanvaro.security.client_ip import client_ip, scope_is_https
 from kanvaro.security.permissions import Permission
@@ -153,7 +154,11 @@ def _token_ids(claims: dict[str, Any]) -> tuple[uuid.UUID, uuid.UUID]:
 
 
 def _dependency(
-    permissions: tuple[Permission, ...], *, any_of: bool = False, own_account: bool = False
+    permissions: tuple[Permission, ...],
+    *,
+    any_of: bool = False,
+    own_account: bool = False,
+    enrollment: bool = False,
 ) -> Any:
     async def dependency(request: Request) -> AsyncIterator[Ctx]:
         services = services_of(request)
@@ -178,6 +183,10 @@ def _dependency(
         )
         if principal.tenant_id != claimed_tenant:
             raise Unauthorized("Invalid token.")
+        if ENROLLMENT_ONLY in principal.auth_methods and not (enrollment or own_account):
+            raise MfaEnrollmentRequired(
+                "Set up a second factor first: POST /api/v1/auth/mfa/setup."
+            )
         # The tenant's session policy: absolute and idle timeouts on every request, cached
         # principal or not, and step-up for the permissions it lists as sensitive.
         now = services.clock.now()
@@ -281,11 +290,18 @@ def own_account() -> Any:
     return Depends(_dependency((), own_account=True), scope="function")
 
 
-def own_or(permission: Permission) -> Any:
+def enrolling() -> Any:
+    """A signed-in user enrolling a second factor on his own account: also open to a session
+    that may do nothing else yet (the MFA policy requires a factor he has not set up)."""
+    return Depends(_dependency((), own_account=True, enrollment=True), scope="function")
+
+
+def own_or(permission: Permission, *, enrollment: bool = False) -> Any:
     """Any signed-in user on his own ``{user_id}`` (his sessions, his devices), a holder of
     ``permission`` on anyone's of his tenant. The action decides which applies (another
-    user's without it: 404); the matrix reads the permission from here."""
-    dependency = _dependency(())
+    user's without it: 404); the matrix reads the permission from here. With ``enrollment``
+    an enrollment-only session gets in too (its own MFA methods; the action refuses others)."""
+    dependency = _dependency((), enrollment=enrollment)
     dependency.__kanvaro_access__ = ("own_or", permission)  # type: ignore[attr-defined]
     return Depends(dependency, scope="function")
 

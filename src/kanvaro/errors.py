@@ -64,6 +64,12 @@ class Forbidden(ProblemError):
     type_suffix = "forbidden"
 
 
+class MfaEnrollmentRequired(Forbidden):
+    """A session that may only enroll a second factor (the policy requires one)."""
+
+    type_suffix = "mfa-enrollment-required"
+
+
 class NotFound(ProblemError):
     status = 404
     title = "Not Found"

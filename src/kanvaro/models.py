@@ -3,6 +3,13 @@
 from kanvaro.audit.models import AuditChainHead, AuditLog
 from kanvaro.crypto.models import EncryptionKey, KeyRotation
 from kanvaro.db import Base
+from kanvaro.identity.mfa.models import (
+    MfaBackupCode,
+    MfaChallenge,
+    MfaConfiguration,
+    MfaMethod,
+    MfaPolicyRow,
+)
 from kanvaro.identity.models import Invitation, RefreshToken, SigningKey, User, UserSession
 from kanvaro.identity.sessions.models import SessionPolicyRow, TrustedDevice
 from kanvaro.notify.models import MailSettings
@@ -31,6 +38,11 @@ __all__ = [
     "InvoiceLine",
     "KeyRotation",
     "MailSettings",
+    "MfaBackupCode",
+    "MfaChallenge",
+    "MfaConfiguration",
+    "MfaMethod",
+    "MfaPolicyRow",
     "Project",
     "ProjectMember",
     "RefreshToken",

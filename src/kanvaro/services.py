@@ -11,6 +11,7 @@ from kanvaro.crypto.keyring import Keyring
 from kanvaro.crypto.providers import make_provider
 from kanvaro.db import Database
 from kanvaro.identity.keys import load_keys
+from kanvaro.identity.mfa.policy import new_cache as new_mfa_policy_cache
 from kanvaro.identity.principals import PrincipalCache
 from kanvaro.identity.sessions.activity import ActivityRecorder
 from kanvaro.identity.sessions.policy import PolicyCache
@@ -59,6 +60,7 @@ class Services:
     trusted_proxies: tuple[Network, ...] = field(default_factory=tuple)
     principals: PrincipalCache = field(default_factory=lambda: PrincipalCache(0.5))
     session_policies: PolicyCache = field(default_factory=lambda: PolicyCache(0.5))
+    mfa_policies: PolicyCache = field(default_factory=lambda: new_mfa_policy_cache(0.5))
     audit: AuditRuntime | None = None  # set by startup()
     # Time as the periodic jobs see it: tests inject a kanvaro.jobs.ManualClock.
     clock: Clock = field(default_factory=SystemClock)
@@ -119,6 +121,7 @@ class Services:
             trusted_proxies=parse_networks(settings.trusted_proxies),
             principals=PrincipalCache(settings.principal_cache_seconds),
             session_policies=PolicyCache(settings.principal_cache_seconds),
+            mfa_policies=new_mfa_policy_cache(settings.principal_cache_seconds),
             clock=clock or SystemClock(),
         )
 

@@ -25,6 +25,8 @@ from kanvaro.db import on_commit, utcnow
 from kanvaro.errors import MfaRequired, SignInRefused, TooManyRequests, Unauthorized
 from kanvaro.identity import auth_statements as sql
 from kanvaro.identity.emails import InvalidEmail, normalize_email
+from kanvaro.identity.mfa import flow as mfa_flow
+from kanvaro.identity.mfa.flow import MfaStep
 from kanvaro.identity.models import UserSession
 from kanvaro.identity.sessions import signin
 from kanvaro.identity.sessions.policy import SessionPolicy
@@ -148,9 +150,15 @@ class FirstFactor:
     method: str
     password_hash: str | None  # as verified: a change meanwhile voids the sign-in
     new_hash: str | None = None  # an upgraded (rehashed) password to store
+    second: str | None = None  # the second factor proved after it (MFA), if any
 
     def __repr__(self) -> str:
         return f"FirstFactor(user_id={self.user_id}, method={self.method})"
+
+    @property
+    def methods(self) -> list[str]:
+        """What the session records as proved (``amr``)."""
+        return [self.method, self.second] if self.second else [self.method]
 
 
 async def login(
@@ -162,13 +170,127 @@ async def login(
     tenant: str | None = None,
     context: AuditContext,
     client: SignInRequest,
-) -> TokenPair:
-    """Password sign-in: verify the first factor, open a session, issue its tokens."""
+) -> TokenPair | MfaStep:
+    """Password sign-in: verify the first factor; then either the second step (a challenge,
+    when the user has MFA and this device may not skip it) or the session and its tokens."""
     factor = await verify_password(
         services, email=email, password=password, tenant=tenant, context=context
     )
-    opened = await open_session(services, session, factor, context=context, client=client)
+    now = services.clock.now()
+    policy = await session_policy(services, factor.tenant_id, session)
+    assessment = await _assess(services, session, factor, client, policy, now)
+    if assessment.decision == signin.DENY:
+        await _refuse_risky(services, factor, assessment, context)
+    need = await mfa_flow.needed(
+        services,
+        session,
+        user_id=factor.user_id,
+        tenant_id=factor.tenant_id,
+        trusted_device=assessment.trusted_device,
+        risk_wants_mfa=assessment.decision == signin.REQUIRE_MFA,
+        now=now,
+    )
+    if need.second_step:
+        return await mfa_flow.begin(
+            services,
+            session,
+            user_id=factor.user_id,
+            tenant_id=factor.tenant_id,
+            password_hash=factor.password_hash,
+            methods=need.methods,
+            context=context,
+            now=now,
+        )
+    opened = await open_session(
+        services,
+        session,
+        factor,
+        context=context,
+        client=client,
+        assessment=assessment,
+        enrollment_only=need.enrollment_only,
+    )
     return await issue_tokens(services, session, opened)
+
+
+async def complete_second_step(
+    services: Services,
+    session: AsyncSession,
+    *,
+    challenge_id: uuid.UUID,
+    method: str,
+    code: str,
+    context: AuditContext,
+    client: SignInRequest,
+) -> TokenPair:
+    """The sign-in's second step: prove a factor for the challenge, then open the session
+    (recording both methods) and issue its tokens."""
+    challenge = await mfa_flow.open_challenge(services, challenge_id)
+    used = await mfa_flow.prove(
+        services, session, challenge=challenge, method=method, code=code, context=context
+    )
+    assert challenge.user_id is not None
+    factor = FirstFactor(
+        challenge.user_id,
+        challenge.tenant_id,
+        challenge.first_method,
+        challenge.password_hash,
+        second=used.method_type,
+    )
+    opened = await open_session(
+        services, session, factor, context=context, client=client, mfa_done=True
+    )
+    return await issue_tokens(services, session, opened)
+
+
+async def complete_passkey(
+    services: Services,
+    session: AsyncSession,
+    *,
+    challenge_id: uuid.UUID,
+    credential: Any,
+    context: AuditContext,
+    client: SignInRequest,
+) -> TokenPair:
+    """Passwordless sign-in: a discoverable WebAuthn credential, verified with user
+    verification, proves the user (``amr`` ["webauthn"], phishing-resistant multi-factor);
+    then the session and its tokens, as after any sign-in."""
+    from kanvaro.identity.mfa.webauthn_signin import prove_passkey
+
+    proved = await prove_passkey(
+        services, session, challenge_id=challenge_id, credential=credential, context=context
+    )
+    factor = FirstFactor(proved.user_id, proved.tenant_id, "webauthn", proved.password_hash)
+    opened = await open_session(
+        services, session, factor, context=context, client=client, mfa_done=True
+    )
+    return await issue_tokens(services, session, opened)
+
+
+async def send_second_step_code(
+    services: Services, session: AsyncSession, *, challenge_id: uuid.UUID, method: str
+) -> None:
+    """Have an email or SMS factor send its code for a live sign-in challenge."""
+    await mfa_flow.send_code(services, session, challenge_id=challenge_id, method=method)
+
+
+async def _assess(
+    services: Services,
+    session: AsyncSession,
+    factor: FirstFactor,
+    client: SignInRequest,
+    policy: SessionPolicy,
+    now: datetime,
+) -> signin.Assessment:
+    return await signin.assess(
+        services,
+        session,
+        user_id=factor.user_id,
+        tenant_id=factor.tenant_id,
+        request=client,
+        policy=policy,
+        now=now,
+    )
 
 
 async def verify_password(
@@ -242,24 +364,25 @@ async def open_session(
     *,
     context: AuditContext,
     client: SignInRequest,
+    assessment: signin.Assessment | None = None,
+    mfa_done: bool = False,
+    enrollment_only: bool = False,
 ) -> OpenedSession:
-    """Step 2: a session for a verified factor, in the caller's transaction (audited).
+    """Step 2: a session for verified factors, in the caller's transaction (audited).
 
-    The sign-in's risk is assessed first (device, network, place); the tenant's policy may
-    refuse it. Under the tenant's single-device policy the user's other sessions end."""
+    The sign-in's risk is assessed (device, network, place) unless the caller did; the
+    tenant's policy may refuse it, and a sign-in it wants a second factor for needs one.
+    Under the tenant's single-device policy the user's other sessions end. An
+    ``enrollment_only`` session may do nothing but set up a second factor."""
     now = services.clock.now()
     policy = await session_policy(services, factor.tenant_id, session)
-    assessment = await signin.assess(
-        services,
-        session,
-        user_id=factor.user_id,
-        tenant_id=factor.tenant_id,
-        request=client,
-        policy=policy,
-        now=now,
-    )
-    if assessment.decision in (signin.DENY, signin.REQUIRE_MFA):
+    if assessment is None:
+        assessment = await _assess(services, session, factor, client, policy, now)
+    if assessment.decision == signin.DENY or (
+        assessment.decision == signin.REQUIRE_MFA and not mfa_done
+    ):
         await _refuse_risky(services, factor, assessment, context)
+    methods = factor.methods + ([mfa_flow.ENROLLMENT_ONLY] if enrollment_only else [])
     opened_id = uuid.uuid4()
     # Under the account's row lock: deactivated, suspended or re-passworded since step 1
     # matches nothing and means no session.
@@ -273,7 +396,7 @@ async def open_session(
             "device_id": assessment.device_id,
             "device_info": assessment.device_info,
             "ip_address": context.ip_address,
-            "auth_methods": [factor.method],
+            "auth_methods": methods,
             "expires_at": now + policy.absolute_timeout,
             "risk_score": assessment.risk_score,
             "risk_reasons": list(assessment.risk_reasons),
@@ -296,7 +419,7 @@ async def open_session(
         resource_type="session",
         resource_id=opened.id,
         changes={
-            "methods": [factor.method],
+            "methods": methods,
             "rehashed": bool(factor.new_hash),
             "deviceId": assessment.device_id,
             "riskScore": assessment.risk_score,
@@ -583,7 +706,8 @@ async def _not_spent(
         state["session_active"]
         and state["successor_hash"] is not None
         and state["successor_used_at"] is None
-        and timedelta(0) <= now - spent_at <= grace
+        # (negative when the racing request read its clock first)
+        and now - spent_at <= grace
     ):
         again = _sign(
             services,

@@ -21,6 +21,7 @@ from kanvaro.deps import (
 )
 from kanvaro.errors import NotFound, Unauthorized, Unprocessable
 from kanvaro.identity import account, auth
+from kanvaro.identity.mfa.flow import MfaStep
 from kanvaro.identity.schemas import (
     AcceptInvitationIn,
     CookieSessionOut,
@@ -28,6 +29,7 @@ from kanvaro.identity.schemas import (
     LogoutIn,
     LookupAcceptedOut,
     MeOut,
+    MfaStepOut,
     PasswordChangeIn,
     ReauthIn,
     ReauthOut,
@@ -68,10 +70,10 @@ def sign_in_request(request: Request, device_token: str | None) -> SignInRequest
 
 # A browser session's sign-in and refresh answer with cookies and this body; API clients get
 # their tokens in the body.
-SessionOut = TokensOut | CookieSessionOut
+SessionOut = TokensOut | CookieSessionOut | MfaStepOut
 
 
-def _as_cookies(request: Request, response: Response, pair: auth.TokenPair) -> dict:
+def as_cookies(request: Request, response: Response, pair: auth.TokenPair) -> dict:
     """Put a browser session's tokens into its cookies; the body keeps none of them."""
     services = services_of(request)
     csrf = cookies.csrf_token(services.keyring, pair.session_id)
@@ -102,8 +104,10 @@ async def _login(
         context=audit_context(request),
         client=sign_in_request(request, body.device_token),
     )
+    if isinstance(pair, MfaStep):  # the tokens (or cookies) come with mfa/verify
+        return pair.to_json()
     if body.transport == cookies.COOKIE:
-        return _as_cookies(request, response, pair)
+        return as_cookies(request, response, pair)
     return pair.to_json()
 
 
@@ -179,7 +183,7 @@ async def refresh(
             errors=[{"field": "refreshToken", "in": "body", "message": "required"}],
         )
     pair = await auth.refresh(services, db, refresh_token=token, context=audit_context(request))
-    return _as_cookies(request, response, pair) if cookie else pair.to_json()
+    return as_cookies(request, response, pair) if cookie else pair.to_json()
 
 
 @router.post("/logout", status_code=204)

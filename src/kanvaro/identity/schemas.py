@@ -68,6 +68,15 @@ class ReauthOut(OutModel):
     authenticated_at: datetime
 
 
+class MfaStepOut(OutModel):
+    """A sign-in that needs its second step: ``sessionId`` names a short-lived, single-use
+    challenge (not a session) for ``POST /api/v1/auth/mfa/verify``."""
+
+    requires_m_f_a: bool = Field(True, serialization_alias="requiresMFA")
+    session_id: uuid.UUID
+    methods: list[str]
+
+
 class TokensOut(OutModel):
     requires_m_f_a: bool = Field(False, serialization_alias="requiresMFA")
     access_token: str

@@ -68,6 +68,14 @@ class LoginThrottle:
         """Count a re-entry of the current password by a signed-in user (password change)."""
         return await self._take(self._account, "reauth-user", user_id)
 
+    async def attempt_mfa(self, user_id: str) -> ThrottleVerdict:
+        """Count a second-factor code for a user, across all his challenges: a fresh challenge
+        per password sign-in must not reset the count of guesses at his codes."""
+        return await self._take(self._account, "mfa-user", user_id)
+
+    async def mfa_succeeded(self, user_id: str) -> None:
+        await self._limiter.clear(self._account, "mfa-user", user_id)
+
     async def attempt_lookup(self, email: str, ip: str | None) -> ThrottleVerdict:
         """Count a "which tenants am I in?" request: it sends mail, so each address and each
         client is held to the per-account limit (a mail bomb needs many windows)."""

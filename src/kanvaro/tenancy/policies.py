@@ -1,7 +1,8 @@
 """Tenant policies as actions: read, and change with an audit entry holding before and after.
 
 The password policy lives in ``Tenant.settings["passwordPolicy"]``; the session policy in its
-own table (seed 004 ``session_policies``), one row per tenant that changed a default."""
+own table (seed 004 ``session_policies``), one row per tenant that changed a default; the MFA
+policy likewise (``mfa_policies``)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from sqlalchemy import select
 from kanvaro.acting import Acting
 from kanvaro.audit import service as audit
 from kanvaro.errors import Unprocessable
+from kanvaro.identity.mfa import policy as mfa_policies
+from kanvaro.identity.mfa.models import MfaPolicyRow
+from kanvaro.identity.mfa.policy import MfaPolicy
 from kanvaro.identity.sessions import policy as session_policies
 from kanvaro.identity.sessions.models import SessionPolicyRow
 from kanvaro.identity.sessions.policy import PolicyError, SessionPolicy
 from kanvaro.security.passwords import PasswordPolicy
-from kanvaro.tenancy.models import Tenant
+from kanvaro.tenancy.models import Role, Tenant
 from kanvaro.tenancy.service import password_policy
 
 
@@ -97,3 +101,91 @@ async def change_session_policy(ctx: Acting, changes: Mapping[str, Any]) -> Sess
         changes=audit.diff(before.to_json(), policy.to_json()),
     )
     return policy
+
+
+# --- MFA policy (issue 11) ------------------------------------------------------------------
+
+
+async def _mfa_policy_row(ctx: Acting, *, lock: bool = False) -> MfaPolicyRow | None:
+    statement = select(MfaPolicyRow).where(MfaPolicyRow.tenant_id == ctx.tenant_id)
+    if lock:
+        statement = statement.with_for_update()
+    return (await ctx.db.execute(statement)).scalar_one_or_none()
+
+
+async def current_mfa_policy(ctx: Acting) -> MfaPolicy:
+    row = await _mfa_policy_row(ctx)
+    return mfa_policies.DEFAULT if row is None else MfaPolicy.of_row(row)
+
+
+def _refuse(field: str, message: str) -> Unprocessable:
+    return Unprocessable(
+        f"{field}: {message}.", errors=[{"field": field, "in": "body", "message": message}]
+    )
+
+
+async def _check_role_names(ctx: Acting, changes: Mapping[str, Any]) -> None:
+    """Role names in the policy must name roles of the tenant: a typo would silently enforce
+    nothing."""
+    wanted = {
+        f: set(changes[f]) for f in ("enforceForRoles", "phishingResistantRoles") if f in changes
+    }
+    if not any(wanted.values()):
+        return
+    known = set((await ctx.db.execute(select(Role.name))).scalars())
+    for field, names in wanted.items():
+        unknown = sorted(names - known)
+        if unknown:
+            raise _refuse(field, f"no role named {unknown[0]!r}")
+
+
+async def change_mfa_policy(ctx: Acting, changes: Mapping[str, Any]) -> MfaPolicy:
+    """Merge ``changes`` (camelCase fields) into the tenant's MFA policy. It applies from each
+    user's next sign-in (and enrollment); open sessions stay as they are."""
+    await _tenant(ctx, lock=True)  # serialises two first changes (no policy row yet to lock)
+    row = await _mfa_policy_row(ctx, lock=True)
+    before = mfa_policies.DEFAULT if row is None else MfaPolicy.of_row(row)
+    await _check_role_names(ctx, changes)
+    try:
+        policy = before.changed(changes)
+    except PolicyError as exc:
+        raise _refuse(exc.field, str(exc)) from None
+    if row is None:
+        row = MfaPolicyRow(tenant_id=ctx.tenant_id)
+        ctx.db.add(row)
+    for name, value in policy.row_values().items():
+        setattr(row, name, value)
+    await ctx.db.flush()
+    await ctx.record(
+        "api:mfa_policy:update",
+        category="system",
+        resource_type="tenant",
+        resource_id=ctx.tenant_id,
+        changes=audit.diff(before.to_json(), policy.to_json()),
+    )
+    return policy
+
+
+async def rename_role_in_mfa_policy(ctx: Acting, old: str, new: str) -> None:
+    """A renamed role stays enforced: the policy names roles by name, and a rename that left
+    the old name behind would silently drop the role's MFA requirement (audited as a policy
+    change)."""
+    row = await _mfa_policy_row(ctx, lock=True)
+    if row is None or old == new:
+        return
+    before = MfaPolicy.of_row(row)
+    for name in ("enforce_for_roles", "phishing_resistant_roles"):
+        names = list(getattr(row, name) or ())
+        if old in names:
+            setattr(row, name, list(dict.fromkeys(new if n == old else n for n in names)))
+    after = MfaPolicy.of_row(row)
+    if after == before:
+        return
+    await ctx.db.flush()
+    await ctx.record(
+        "api:mfa_policy:update",
+        category="system",
+        resource_type="tenant",
+        resource_id=ctx.tenant_id,
+        changes={**audit.diff(before.to_json(), after.to_json()), "via": f"role rename: {old}"},
+    )

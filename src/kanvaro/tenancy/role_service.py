@@ -25,6 +25,7 @@ from kanvaro.errors import Conflict, Forbidden, Unprocessable
 from kanvaro.identity.models import User
 from kanvaro.resources import check_version, stamp
 from kanvaro.security.permissions import BuiltinRole, builtin_permissions
+from kanvaro.tenancy import policies
 from kanvaro.tenancy.models import Role
 from kanvaro.tenancy.schemas import RoleCreate, RoleUpdate
 
@@ -179,6 +180,7 @@ async def update_role(ctx: Ctx, role: Role, data: RoleUpdate, if_match: str | No
             )
     if "name" in changes:
         await _name_free(ctx, changes["name"], except_id=role.id)
+        await policies.rename_role_in_mfa_policy(ctx, role.name, changes["name"])
     for name, value in changes.items():
         setattr(role, name, value)
     stamp(role, ctx)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
 
@@ -161,3 +161,55 @@ class SessionPolicyOut(OutModel):
     risk_notify_at: int
     risk_mfa_at: int
     risk_deny_at: int
+
+
+# --- tenant MFA policy (issue 11) -------------------------------------------------------------
+
+# A role as the policy names it: any role of the tenant, built-in ones included (checked
+# against the tenant's roles by the action, which names the field of an unknown one).
+PolicyRoleName = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[^\W_][\w .\-]*$")]
+MfaMethodName = Literal["totp", "email", "sms", "webauthn", "backup_code"]
+Aaguid = Annotated[
+    str,
+    Field(pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
+    AfterValidator(str.lower),
+]
+
+
+class MfaPolicyIn(ApiModel):
+    """A partial change of the MFA policy; fields left out keep their value."""
+
+    enforce_for_roles: list[PolicyRoleName] = Field(default=None, max_length=100)  # type: ignore[assignment]
+    enforce_for_permissions: list[PermissionName] = Field(default=None, max_length=100)  # type: ignore[assignment]
+    allowed_methods: list[MfaMethodName] = Field(default=None, min_length=1, max_length=5)  # type: ignore[assignment]
+    backup_codes_count: JsonInt = Field(default=None, ge=5, le=20)  # type: ignore[assignment]
+    totp_window: JsonInt = Field(default=None, ge=0, le=2)  # type: ignore[assignment]
+    phishing_resistant_roles: list[PolicyRoleName] = Field(default=None, max_length=100)  # type: ignore[assignment]
+    require_user_verification: JsonBool = None  # type: ignore[assignment]
+    allowed_aaguids: list[Aaguid] = Field(default=None, max_length=100)  # type: ignore[assignment]
+    enrollment_grace_days: JsonInt = Field(default=None, ge=0, le=90)  # type: ignore[assignment]
+    trusted_devices_skip_mfa: JsonBool = None  # type: ignore[assignment]
+
+    @field_validator("enforce_for_permissions")
+    @classmethod
+    def _check(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _permissions(value)
+
+    @model_validator(mode="after")
+    def _names_a_field(self) -> MfaPolicyIn:
+        if not self.model_fields_set:
+            raise ValueError("Name at least one policy field to change.")
+        return self
+
+
+class MfaPolicyOut(OutModel):
+    enforce_for_roles: list[str]
+    enforce_for_permissions: list[str]
+    allowed_methods: list[str]
+    backup_codes_count: int
+    totp_window: int
+    phishing_resistant_roles: list[str]
+    require_user_verification: bool
+    allowed_aaguids: list[str]
+    enrollment_grace_days: int
+    trusted_devices_skip_mfa: bool

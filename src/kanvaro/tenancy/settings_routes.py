@@ -1,4 +1,4 @@
-"""``/api/v1/tenant/settings``: tenant policies (the password policy for now).
+"""``/api/v1/tenant/settings``: tenant policies (password, session, MFA).
 
 Stored in ``Tenant.settings["passwordPolicy"]``; every change is audited with its before and
 after values. Reading needs only a signed-in member (the sign-up and password pages show the
@@ -15,6 +15,8 @@ from kanvaro.deps import Ctx, authenticated, require
 from kanvaro.security.permissions import Permission as P
 from kanvaro.tenancy import policies
 from kanvaro.tenancy.schemas import (
+    MfaPolicyIn,
+    MfaPolicyOut,
     PasswordPolicyIn,
     PasswordPolicyOut,
     SessionPolicyIn,
@@ -49,3 +51,18 @@ async def patch_session_policy(
 ) -> dict[str, object]:
     changes = body.model_dump(by_alias=True, exclude_unset=True)
     return (await policies.change_session_policy(ctx, changes)).to_json()
+
+
+@router.get("/mfa-policy", response_model=MfaPolicyOut, response_model_by_alias=True)
+async def get_mfa_policy(ctx: Annotated[Ctx, authenticated()]) -> dict[str, object]:
+    """The MFA policy in force: who must use MFA, the methods allowed, the enrollment grace."""
+    return (await policies.current_mfa_policy(ctx)).to_json()
+
+
+@router.patch("/mfa-policy", response_model=MfaPolicyOut, response_model_by_alias=True)
+async def patch_mfa_policy(
+    body: MfaPolicyIn, ctx: Annotated[Ctx, require(P.SETTINGS_UPDATE)]
+) -> dict[str, object]:
+    """Change the MFA policy; it applies from each user's next sign-in."""
+    changes = body.model_dump(by_alias=True, exclude_unset=True)
+    return (await policies.change_mfa_policy(ctx, changes)).to_json()

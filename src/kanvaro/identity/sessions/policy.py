@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import Uuid, bindparam, event, select
 from sqlalchemy.orm import Session
 
 from kanvaro.identity.sessions.models import SessionPolicyRow
@@ -143,7 +143,7 @@ DEFAULT = SessionPolicy()
 _table = SessionPolicyRow.__table__
 POLICY_QUERY = Query(
     select(*(_table.c[f.name] for f in fields(SessionPolicy))).where(
-        _table.c.tenant_id == bindparam("tenant_id")
+        _table.c.tenant_id == bindparam("tenant_id", type_=Uuid())
     )
 )
 
