@@ -8,6 +8,7 @@ console and the CLI share them.
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,36 +49,58 @@ async def logout(ctx: Acting) -> None:
     )
 
 
-async def change_password(ctx: Acting, *, current_password: str, new_password: str) -> None:
-    """Re-enter the current password, set a new one, end every other session."""
+async def confirm_current_password(
+    ctx: Acting,
+    user: User,
+    password: str,
+    *,
+    field: str,
+    failure_action: str,
+    resource: tuple[str, uuid.UUID],
+    wrong: str,
+) -> None:
+    """A signed-in user re-enters his password (password change, step-up). It is a guess like
+    a sign-in: counted per user before the check, so a stolen access token cannot be used to
+    find the password; checked with no transaction open; a failure is audited although the
+    request's transaction rolls back, and answered 400 naming ``field``."""
     services = ctx.services
-    principal = ctx.me()
-    user = await own_row(ctx)
-    # Re-entering the current password is a guess like a sign-in: counted before the check,
-    # so a stolen access token cannot be used to find the password and take the account.
     verdict = await services.throttle.attempt_reauth(str(user.id))
     if not verdict.allowed:
         raise TooManyRequests(
             "Too many wrong passwords. Try again later.",
             headers={"Retry-After": str(verdict.retry_after)},
         )
+    stored_hash = user.password_hash
+    await end_read_only_prefix(ctx.db)
+    valid, _ = await services.hasher.verify_async(password, stored_hash)
+    if not valid:
+        await ctx.record_after_rollback(
+            failure_action, category="authentication", resource_type=resource[0],
+            resource_id=resource[1],
+        )  # fmt: skip
+        raise BadRequest(
+            wrong, errors=[{"field": field, "in": "body", "message": "wrong password"}]
+        )
+    await services.throttle.reauth_succeeded(str(user.id))
+
+
+async def change_password(ctx: Acting, *, current_password: str, new_password: str) -> None:
+    """Re-enter the current password, set a new one, end every other session."""
+    services = ctx.services
+    principal = ctx.me()
+    user = await own_row(ctx)
     tenant = await ctx.db.get(Tenant, user.tenant_id) if user.tenant_id else None
     stored_hash, email, names = user.password_hash, user.email, (user.first_name, user.last_name)
     # Both hashes run with no transaction open (nothing has been written yet).
-    await end_read_only_prefix(ctx.db)
-    valid, _ = await services.hasher.verify_async(current_password, stored_hash)
-    if not valid:
-        await ctx.record_after_rollback(
-            "auth:password:reauth_failure",
-            category="authentication",
-            resource_type="user",
-            resource_id=principal.user_id,
-        )
-        raise BadRequest(
-            "The current password is wrong.",
-            errors=[{"field": "currentPassword", "in": "body", "message": "wrong password"}],
-        )
-    await services.throttle.reauth_succeeded(str(user.id))
+    await confirm_current_password(
+        ctx,
+        user,
+        current_password,
+        field="currentPassword",
+        failure_action="auth:password:reauth_failure",
+        resource=("user", principal.user_id),
+        wrong="The current password is wrong.",
+    )
     check_password(
         password_policy(tenant), new_password, email=email, names=names, field="newPassword"
     )

@@ -73,6 +73,13 @@ class LoginThrottle:
         per password sign-in must not reset the count of guesses at his codes."""
         return await self._take(self._account, "mfa-user", user_id)
 
+    async def attempt_passkey_start(self, ip: str | None) -> ThrottleVerdict:
+        """Count a passwordless sign-in start per client address: each stores a challenge,
+        so an anonymous flood is held to the per-address sign-in limit."""
+        if not ip:
+            return ThrottleVerdict(True)
+        return await self._take(self._ip, "passkey-ip", ip)
+
     async def mfa_succeeded(self, user_id: str) -> None:
         await self._limiter.clear(self._account, "mfa-user", user_id)
 

@@ -87,20 +87,28 @@ async def change_session_policy(ctx: Acting, changes: Mapping[str, Any]) -> Sess
             f"{exc.field}: {exc}.",
             errors=[{"field": exc.field, "in": "body", "message": str(exc)}],
         ) from None
+    await _store(ctx, SessionPolicyRow, row, before, policy, "api:session_policy:update")
+    return policy
+
+
+async def _store(
+    ctx: Acting, model: type[Any], row: Any, before: Any, policy: Any, action: str
+) -> None:
+    """Write a tenant policy to its row (created on the first change) and audit the change
+    with its before and after."""
     if row is None:
-        row = SessionPolicyRow(tenant_id=ctx.tenant_id)
+        row = model(tenant_id=ctx.tenant_id)
         ctx.db.add(row)
     for name, value in policy.row_values().items():
         setattr(row, name, value)
     await ctx.db.flush()
     await ctx.record(
-        "api:session_policy:update",
+        action,
         category="system",
         resource_type="tenant",
         resource_id=ctx.tenant_id,
         changes=audit.diff(before.to_json(), policy.to_json()),
     )
-    return policy
 
 
 # --- MFA policy (issue 11) ------------------------------------------------------------------
@@ -150,19 +158,7 @@ async def change_mfa_policy(ctx: Acting, changes: Mapping[str, Any]) -> MfaPolic
         policy = before.changed(changes)
     except PolicyError as exc:
         raise _refuse(exc.field, str(exc)) from None
-    if row is None:
-        row = MfaPolicyRow(tenant_id=ctx.tenant_id)
-        ctx.db.add(row)
-    for name, value in policy.row_values().items():
-        setattr(row, name, value)
-    await ctx.db.flush()
-    await ctx.record(
-        "api:mfa_policy:update",
-        category="system",
-        resource_type="tenant",
-        resource_id=ctx.tenant_id,
-        changes=audit.diff(before.to_json(), policy.to_json()),
-    )
+    await _store(ctx, MfaPolicyRow, row, before, policy, "api:mfa_policy:update")
     return policy
 
 

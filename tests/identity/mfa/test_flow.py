@@ -140,3 +140,19 @@ async def test_adding_a_factor_needs_a_recent_sign_in(tenant, clock):  # noqa: F
         "/api/v1/auth/mfa/setup", headers=m.headers, json={"method": "totp"}
     )
     assert r.status_code == 200, r.text
+
+
+async def test_spent_and_expired_challenges_are_deleted_a_day_later(tenant, services, clock):  # noqa: F811
+    from kanvaro.identity.sessions import monitor
+
+    m = await tenant.member("viewer")
+    await enroll(tenant, m, clock)
+    session_id = uuid.UUID(await challenge(tenant, m.email))
+    assert await monitor.delete_spent_challenges(services) >= 0
+    async with services.db.session(all_tenants=True) as db:
+        assert await db.get(MfaChallenge, session_id) is not None  # still live: kept
+    clock.advance(days=1, minutes=6)
+    assert await monitor.delete_spent_challenges(services) >= 1
+    async with services.db.session(all_tenants=True) as db:
+        assert await db.get(MfaChallenge, session_id) is None
+    assert "mfa.challenges.expire" in services.jobs.jobs  # shared: once across instances

@@ -24,7 +24,7 @@ from kanvaro.acting import Acting, record_surviving
 from kanvaro.audit.service import AuditContext
 from kanvaro.errors import ReauthRequired, TooManyRequests, Unauthorized, Unprocessable
 from kanvaro.identity.mfa import factors
-from kanvaro.identity.mfa.models import BACKUP_CODE, MfaChallenge, MfaConfiguration, MfaMethod
+from kanvaro.identity.mfa.models import MfaChallenge, MfaConfiguration, MfaMethod
 from kanvaro.identity.mfa.policy import MfaPolicy
 from kanvaro.identity.mfa.requirement import Requirement, obligation, requirement
 from kanvaro.reads import session_reader
@@ -225,14 +225,6 @@ async def mark_enabled(ctx: Acting) -> None:
         ctx.db.add(config)
     config.mfa_enabled = True
     await ctx.db.flush()
-
-
-def methods_offered(methods: list[MfaMethod], policy: MfaPolicy) -> tuple[str, ...]:
-    """The method names a sign-in may use: the user's verified ones the policy allows, backup
-    codes last."""
-    names = {m.method_type for m in methods if policy.allows(m.method_type)}
-    ordered = sorted(names - {BACKUP_CODE})
-    return (*ordered, BACKUP_CODE) if BACKUP_CODE in names else tuple(ordered)
 
 
 async def send_code(

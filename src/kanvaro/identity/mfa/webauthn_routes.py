@@ -10,7 +10,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kanvaro.deps import Ctx, audit_context, enrolling, own_origins, public_db, services_of
+from kanvaro.deps import (
+    Ctx,
+    audit_context,
+    enrolling,
+    own_origins,
+    public_db,
+    request_ip,
+    services_of,
+)
+from kanvaro.errors import TooManyRequests
 from kanvaro.identity import auth
 from kanvaro.identity.auth_routes import SessionOut, as_cookies, sign_in_request
 from kanvaro.identity.mfa import webauthn_factor, webauthn_signin
@@ -82,7 +91,15 @@ async def passkey_options(
     request: Request, db: PublicDb, body: PasskeyOptionsIn | None = None
 ) -> dict[str, Any]:
     """Options for a passwordless sign-in (no user named; `tenant` is the tenant's slug,
-    optional): the `sessionId` to send back with the authenticator's answer."""
+    optional): the `sessionId` to send back with the authenticator's answer. Limited per
+    client address like sign-in."""
+    services = services_of(request)
+    verdict = await services.throttle.attempt_passkey_start(request_ip(request))
+    if not verdict.allowed:
+        raise TooManyRequests(
+            "Too many sign-in attempts. Try again later.",
+            headers={"Retry-After": str(verdict.retry_after)},
+        )
     return await webauthn_signin.passkey_options(
         services_of(request),
         db,

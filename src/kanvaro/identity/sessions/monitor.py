@@ -13,10 +13,10 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kanvaro.audit import service as audit
@@ -30,7 +30,8 @@ from kanvaro.services import Services
 
 log = structlog.get_logger("kanvaro.sessions")
 
-LISTED = 100  # session ids named in one audit entry (the count is always complete)
+LISTED = 100
+CHALLENGES_KEPT = timedelta(days=1)  # session ids named in one audit entry (the count is always complete)
 
 
 def register_jobs(services: Services) -> None:
@@ -39,6 +40,22 @@ def register_jobs(services: Services) -> None:
         services.settings.session_sweep_seconds,
         lambda: expire_sessions(services),
     )
+    services.jobs.add(
+        "mfa.challenges.expire",
+        services.settings.session_sweep_seconds,
+        lambda: delete_spent_challenges(services),
+    )
+
+
+async def delete_spent_challenges(services: Services) -> int:
+    """Delete sign-in and enrollment challenges a day past their end (used or not): they
+    prove nothing any more, and an anonymous passkey start stores one each."""
+    from kanvaro.identity.mfa.models import MfaChallenge
+
+    before = services.clock.now() - CHALLENGES_KEPT
+    async with services.db.session(all_tenants=True) as db:
+        result = await db.execute(delete(MfaChallenge).where(MfaChallenge.expires_at < before))
+    return result.rowcount or 0
 
 
 async def expire_sessions(

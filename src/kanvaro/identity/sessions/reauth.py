@@ -13,9 +13,7 @@ from datetime import datetime
 from sqlalchemy import update
 
 from kanvaro.acting import Acting
-from kanvaro.db import end_read_only_prefix
-from kanvaro.errors import BadRequest, TooManyRequests
-from kanvaro.identity.account import own_row
+from kanvaro.identity.account import confirm_current_password, own_row
 from kanvaro.identity.models import UserSession
 
 
@@ -24,27 +22,15 @@ async def reauthenticate(ctx: Acting, *, password: str) -> datetime:
     services = ctx.services
     principal = ctx.me()
     user = await own_row(ctx)
-    verdict = await services.throttle.attempt_reauth(str(user.id))
-    if not verdict.allowed:
-        raise TooManyRequests(
-            "Too many wrong passwords. Try again later.",
-            headers={"Retry-After": str(verdict.retry_after)},
-        )
-    stored_hash = user.password_hash
-    await end_read_only_prefix(ctx.db)  # the hash runs with no transaction open
-    valid, _ = await services.hasher.verify_async(password, stored_hash)
-    if not valid:
-        await ctx.record_after_rollback(
-            "auth:reauth:failure",
-            category="authentication",
-            resource_type="session",
-            resource_id=principal.session_id,
-        )
-        raise BadRequest(
-            "The password is wrong.",
-            errors=[{"field": "password", "in": "body", "message": "wrong password"}],
-        )
-    await services.throttle.reauth_succeeded(str(user.id))
+    await confirm_current_password(
+        ctx,
+        user,
+        password,
+        field="password",
+        failure_action="auth:reauth:failure",
+        resource=("session", principal.session_id),
+        wrong="The password is wrong.",
+    )
     now = services.clock.now()
     methods = sorted({*principal.auth_methods, "password"})
     # An ORM statement on purpose: the principal cache forgets the session on commit.
