@@ -462,8 +462,8 @@ async def _refuse_risky(
     services: Services, factor: FirstFactor, assessment: signin.Assessment, context: AuditContext
 ) -> None:
     """A sign-in the policy refuses for its risk: audited, and the caller learns why (the
-    password was right, so there is nothing left to hide). Until the MFA issue adds a second
-    step, "require MFA" refuses too: failing closed."""
+    password was right, so there is nothing left to hide). "Require MFA" refuses only where no
+    second factor was proved (the user has none): failing closed."""
     await record_surviving(
         services,
         action="auth:login:risk_refused",
