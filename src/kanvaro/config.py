@@ -14,7 +14,7 @@ import secrets
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -129,6 +129,35 @@ class Settings(BaseSettings):
     login_max_failures_per_ip: int = Field(default=100, ge=1)  # attempts, successes included
     login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
 
+    # Rate limiting (docs/admin-guide.md "Rate limiting"); 0 turns a limit off. Global counts
+    # every request of the instance, per user a signed-in user's, per IP a client's (an IPv6
+    # client by its /64). Rules per endpoint pattern and role: the admin API.
+    rate_limit_enabled: bool = True
+    rate_limit_global_per_minute: int = Field(default=0, ge=0)
+    rate_limit_global_per_hour: int = Field(default=0, ge=0)
+    rate_limit_per_user_per_minute: int = Field(default=1200, ge=0)
+    rate_limit_per_user_per_hour: int = Field(default=30000, ge=0)
+    rate_limit_per_ip_per_minute: int = Field(default=3000, ge=0)
+    # Rules from configuration, in addition to the admin API's: a JSON list of objects with
+    # endpointPattern, requestsPerMinute and optionally method, burstAllowance, perUser, role.
+    rate_limit_rules: str = "[]"
+    # When the counter store (Redis) fails: authentication endpoints refuse (closed), the rest
+    # go on unlimited (open). Each choice is logged.
+    rate_limit_fail_mode_auth: Literal["closed", "open"] = "closed"
+    rate_limit_fail_mode_api: Literal["closed", "open"] = "open"
+    # Repeated violations block the client: this many minutes with a refusal inside an hour
+    # block it for block_minutes, doubled on each further block within a day (at most a day).
+    rate_limit_block_after_violations: int = Field(default=5, ge=0)
+    rate_limit_block_minutes: int = Field(default=5, ge=1, le=24 * 60)
+    # Seed 004's "no limits for Super Admin", as an opt-in.
+    rate_limit_exempt_super_admin: bool = False
+    # Which header a trusted proxy's client address comes in: X-Forwarded-For or RFC 7239's
+    # Forwarded. One of them only: a proxy that rewrites one may pass the other through.
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+    # Instance-wide IP lists (CIDR, comma-separated); tenants add their own through the API.
+    ip_deny_list: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    ip_exempt_list: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # Sign-in risk (docs/security-model.md "Sign-in risk"): a MaxMind-format (GeoIP2 or
     # GeoLite2, City or Country) database file. Unset: no places, so no new-country and no
     # impossible-travel checks. A replaced file is picked up at the next sign-in.
@@ -219,6 +248,8 @@ class Settings(BaseSettings):
         "encrypted_fields",
         "pii_redaction",
         "metrics_anonymous_cidrs",
+        "ip_deny_list",
+        "ip_exempt_list",
         mode="before",
     )
     @classmethod
