@@ -86,6 +86,10 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settin
         "database_url": database_url,
         "redis_url": REDIS_URL,
         "login_max_failures_per_ip": 10_000,  # the suite logs in from one address
+        "refresh_per_client_per_minute": 100_000,  # ... and refreshes from it
+        "password_reset_per_client_per_hour": 10_000,
+        # ... and sends all its requests from that one address: counted, never refused.
+        "rate_limit_per_ip_per_minute": 1_000_000,
         # The shared instance's loop is not driven while a test blocks on a subprocess: a
         # sweep caught mid-transaction then would hold SQLite's lock against that process.
         # Tests sequence through the kick or audit.drain(); the sweep has its own tests.

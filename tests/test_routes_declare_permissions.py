@@ -37,9 +37,11 @@ class RouteInfo:
 
     @property
     def kind(self) -> str:
-        """``require``, ``require_any``, ``own_or``, ``authenticated`` or ``public``."""
+        """``require``, ``require_any``, ``own_or``, ``authenticated``, ``public`` or
+        ``scim_token`` (``/scim/v2``: a tenant's SCIM token, not a user; outside the role
+        matrix, held by tests/identity/scim)."""
         (rule,) = self.access
-        if rule in (("authenticated",), ("public",)):
+        if rule in (("authenticated",), ("public",), ("scim_token",)):
             return rule[0]
         return {"any": "require_any", "own_or": "own_or"}.get(str(rule[0]), "require")
 
@@ -231,6 +233,7 @@ def test_the_api_guide_shows_every_request_body():
         and info.route.dependant.body_params
         and (info.path.startswith("/api/") or info.path.startswith("/t/"))
         for method in info.methods
-        if method in ("POST", "PATCH", "PUT") and f"`{method} {_camel_path(info.path)}" not in section
+        if method in ("POST", "PATCH", "PUT")
+        and f"`{method} {_camel_path(info.path)}" not in section
     ]
     assert missing == [], "document these request bodies in docs/api.md"

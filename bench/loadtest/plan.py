@@ -154,7 +154,7 @@ GROUPS: tuple[Group, ...] = (
 )
 
 # Measured outside wrk (see signin.py, subbench.py); selectable with --only all the same.
-OTHER = ("signin", "audit", "crypto")
+OTHER = ("signin", "audit", "crypto", "ratelimit")
 NAMES = tuple(g.name for g in GROUPS) + OTHER
 # More refresh chains than connections: a chain whose refresh fails is gone for the run.
 SPARE_CHAINS = 8

@@ -210,4 +210,4 @@ def access_log_lines(run: Run) -> int:
     if not path.exists():
         return 0
     with path.open("rb") as handle:
-        return sum(1 for line in handle if b"\"kanvaro.access\"" in line)
+        return sum(1 for line in handle if b'"kanvaro.access"' in line)

@@ -10,7 +10,11 @@ from typing import Any
 
 from bench.loadtest.stack import REPO, SERVER_CORE
 
-SCRIPTS = {"audit": "bench/bench_audit.py", "crypto": "bench/bench_crypto.py"}
+SCRIPTS = {
+    "audit": "bench/bench_audit.py",
+    "crypto": "bench/bench_crypto.py",
+    "ratelimit": "bench/bench_ratelimit.py",
+}
 
 
 def last_json_object(text: str) -> dict[str, Any]:
@@ -37,8 +41,8 @@ def _line_starts(text: str) -> list[tuple[int, str]]:
 
 def run(name: str, quick: bool) -> dict[str, Any]:
     argv = ["taskset", "-c", str(SERVER_CORE), sys.executable, SCRIPTS[name]]
-    if quick and name == "crypto":
-        argv += ["--n", "20000"]
+    if quick and name in ("crypto", "ratelimit"):
+        argv += ["--n", "5000" if name == "ratelimit" else "20000"]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
     if done.returncode != 0:
         return {"error": f"exit {done.returncode}", "stderr": done.stderr.strip()[-2000:]}

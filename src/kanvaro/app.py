@@ -16,6 +16,7 @@ from kanvaro.middleware.access_log import AccessLogMiddleware
 from kanvaro.middleware.body_limit import BodyLimitMiddleware
 from kanvaro.middleware.catch_all import CatchAllMiddleware
 from kanvaro.middleware.metrics import MetricsMiddleware
+from kanvaro.middleware.rate_limit import RateLimitMiddleware
 from kanvaro.middleware.request_id import RequestIdMiddleware
 from kanvaro.middleware.security_headers import SecurityHeadersMiddleware
 from kanvaro.problems import install_error_handlers, problem_response
@@ -34,14 +35,21 @@ def _routers() -> list:  # type: ignore[type-arg]
     from kanvaro import health
     from kanvaro.audit import log_routes as audit_log_routes
     from kanvaro.audit import routes as audit_routes
+    from kanvaro.compliance import routes as compliance_routes
     from kanvaro.crypto import routes as key_routes
-    from kanvaro.identity import auth_routes, user_routes
+    from kanvaro.identity import auth_routes, ssn_routes, user_routes
     from kanvaro.identity.mfa import backup_routes as mfa_backup_routes
     from kanvaro.identity.mfa import management_routes as mfa_management_routes
     from kanvaro.identity.mfa import routes as mfa_routes
     from kanvaro.identity.mfa import webauthn_routes
+    from kanvaro.identity.password_reset import routes as password_reset_routes
+    from kanvaro.identity.scim import admin_routes as scim_admin_routes
     from kanvaro.identity.sessions import revoke_routes
     from kanvaro.identity.sessions import routes as session_routes
+    from kanvaro.identity.sso import login_routes as sso_login_routes
+    from kanvaro.identity.sso import routes as sso_routes
+    from kanvaro.identity.sso import saml_routes as sso_saml_routes
+    from kanvaro.ratelimit import routes as rate_limit_routes
     from kanvaro.tenancy import role_routes, settings_routes
     from kanvaro.work import routes as work_routes
 
@@ -54,14 +62,24 @@ def _routers() -> list:  # type: ignore[type-arg]
         mfa_management_routes.router,  # /users/{userId}/mfa: list, remove, admin reset
         mfa_backup_routes.router,  # /users/{userId}/mfa/regenerate-backup-codes
         revoke_routes.router,  # the sign-in mail's revoke link
+        password_reset_routes.router,  # /api/v1/auth/password-reset (+ /confirm)
         user_routes.router,
+        ssn_routes.router,  # /users/{userId}/ssn
         session_routes.router,  # /users/{userId}/sessions and /devices
         role_routes.router,
+        rate_limit_routes.router,  # /api/v1/admin/rate-limits
         key_routes.router,
         settings_routes.router,
         *work_routes.routers,
         audit_routes.router,
         audit_log_routes.router,
+        compliance_routes.people,  # /users/{userId}/export and /erase (GDPR)
+        compliance_routes.router,  # /api/v1/compliance: requests, registers, reports, retention
+        sso_routes.router,  # /api/v1/sso/providers and /policy: the tenant's IdPs
+        sso_login_routes.router,  # /api/v1/sso/{providerId}/login|callback, discover, logout
+        sso_login_routes.tenant_router,  # /t/{slug}/sso/{providerId}/login|callback
+        sso_saml_routes.router,  # /api/v1/sso/{providerId}/saml/...: metadata, ACS, SLO
+        scim_admin_routes.router,  # /api/v1/admin/scim: SCIM tokens and group-to-role mapping
     ]
 
 
@@ -131,11 +149,24 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     if settings.metrics_enabled:  # docs/deployment.md "Metrics"
         app.include_router(web_metrics.router_for(settings))
     web_openapi.install(app)
+    # SCIM 2.0 (RFC 7644) is an application of its own: every answer under it, errors
+    # included, is in SCIM's format (identity/scim/routes.py).
+    from kanvaro.identity.scim.routes import create_scim_app
+
+    app.mount("/scim/v2", create_scim_app(services, [Depends(refuse_nul)]))
 
     # Middleware: the last added runs first. Outermost: request id, then security headers,
-    # then CORS, then the body limit, then the catch-all that renders unexpected errors.
+    # then CORS, then rate limiting (a refused client costs no body read, route or database
+    # work, and its 403/429 still carries the security and CORS headers), then the body
+    # limit, then the catch-all that renders unexpected errors.
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RateLimitMiddleware,
+        guard=services.rate_limits,
+        trusted_proxies=lambda: services.trusted_proxies,
+        forwarded_header=settings.forwarded_header,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -149,10 +180,24 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
                 "X-Tenant-ID",
                 "X-Request-ID",
             ],
-            expose_headers=["ETag", "X-Request-ID", "Retry-After"],
+            expose_headers=[
+                "ETag",
+                "X-Request-ID",
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
         )
     app.add_middleware(SecurityHeadersMiddleware)
-    app.add_middleware(AccessLogMiddleware, trusted_proxies=services.trusted_proxies)
+    app.add_middleware(
+        AccessLogMiddleware,
+        trusted_proxies=services.trusted_proxies,
+        forwarded_header=settings.forwarded_header,
+    )
     app.add_middleware(RequestIdMiddleware)
     if settings.metrics_enabled:  # outermost: it times the whole stack, sees the final status
         app.add_middleware(MetricsMiddleware)

@@ -1,5 +1,5 @@
 """The ``kanvaro`` command: serve, migrate, bootstrap; ``keys``, ``secrets``, ``audit``,
-``mail``."""
+``mail``, ``report``, ``retention``, ``gdpr``."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ import typer
 from kanvaro import __version__, cli_support
 from kanvaro.cli_support import typer_app
 from kanvaro.commands.audit import app as audit_app
+from kanvaro.commands.gdpr import gdpr_app
 from kanvaro.commands.keys import keys_app, secrets_app
 from kanvaro.commands.mail import mail_app
+from kanvaro.commands.report import report_app
+from kanvaro.commands.retention import retention_app
 from kanvaro.config import Settings
 
 app = typer_app("Kanvaro: self-hosted project management with enterprise security.")
@@ -25,6 +28,9 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(audit_app, name="audit")
 app.add_typer(mail_app, name="mail")
+app.add_typer(report_app, name="report")
+app.add_typer(retention_app, name="retention")
+app.add_typer(gdpr_app, name="gdpr")
 
 
 def _version(value: bool) -> None:
@@ -150,6 +156,7 @@ def serve(
         "tls_cert": tls_cert,
         "tls_key": tls_key,
         "tls_ciphers": tls_ciphers or settings.tls_ciphers,
+        "tls_groups": settings.tls_groups,
         "graceful_shutdown_seconds": settings.graceful_shutdown_seconds,
     }
     if count == 1:

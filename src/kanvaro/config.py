@@ -29,13 +29,16 @@ REQUIRED_SECRETS: dict[str, int] = {"master_key": 32}
 
 # Every setting that holds a secret (each also read from KANVARO_<NAME>_FILE).
 SECRET_NAMES = (
-    "master_key", "smtp_password", "vault_token", "metrics_token", "sms_http_auth_header"
+    "master_key", "smtp_password", "vault_token", "metrics_token", "sms_http_auth_header",
+    "azure_client_secret",
 )  # fmt: skip
 
 
 class KeyProviderName(StrEnum):
     local = "local"
     vault = "vault"
+    aws_kms = "aws-kms"
+    azure_keyvault = "azure-keyvault"
 
 
 class SmsProvider(StrEnum):
@@ -124,10 +127,24 @@ class Settings(BaseSettings):
     # Refuse internal mail domains (corp.local, *.internal, *.lan) for new accounts.
     email_deliverable_only: bool = False
 
-    # Login throttling (failures inside the window before a temporary lock).
+    # Sign-in throttling (docs/security-model.md "Sign-in throttling"): free attempts per
+    # (account, client) inside the window, then delays doubling up to login_max_delay_seconds;
+    # a device that signed in before counts as a client of its own. Never a lock.
     login_max_failures_per_account: int = Field(default=5, ge=1)
     login_max_failures_per_ip: int = Field(default=100, ge=1)  # attempts, successes included
     login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
+    login_max_delay_seconds: int = Field(default=15 * 60, ge=1, le=24 * 3600)
+    # Attempts on one account by all its unknown clients per window; past it they share one
+    # attempt per login_slow_seconds, and the owner is mailed (once per notice period).
+    login_account_ceiling: int = Field(default=50, ge=0)  # 0 = no ceiling
+    login_slow_seconds: int = Field(default=30, ge=1, le=3600)
+    login_notice_seconds: int = Field(default=24 * 3600, ge=60)
+    # Refreshes per client address (IPv6 by /64) per minute.
+    refresh_per_client_per_minute: int = Field(default=300, ge=1)
+    # Password reset: mails per address and requests per client per hour; a link's lifetime.
+    password_reset_per_address_per_hour: int = Field(default=3, ge=1)
+    password_reset_per_client_per_hour: int = Field(default=20, ge=1)
+    password_reset_minutes: int = Field(default=30, ge=5, le=24 * 60)
 
     # Rate limiting (docs/admin-guide.md "Rate limiting"); 0 turns a limit off. Global counts
     # every request of the instance, per user a signed-in user's, per IP a client's (an IPv6
@@ -206,6 +223,11 @@ class Settings(BaseSettings):
     siem_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     siem_queue_size: int = Field(default=1000, ge=1, le=1_000_000)
 
+    # Compliance (docs/admin-guide.md "Compliance"): where retention archives go (default
+    # <data_dir>/archive), and how often the retention job runs (0: never on its own).
+    archive_dir: Path | None = None
+    retention_interval_seconds: int = Field(default=24 * 3600, ge=0)
+
     # Keys and encryption (see docs/security-model.md "Keys and encryption").
     key_provider: KeyProviderName = KeyProviderName.local
     keystore_dir: Path | None = None  # local provider's per-user KEKs; default <data_dir>/keystore
@@ -215,21 +237,41 @@ class Settings(BaseSettings):
     vault_transit_key: str = "kanvaro"
     vault_user_key_prefix: str = "kanvaro-user-"
     vault_tenant_key_prefix: str = "kanvaro-tenant-"
+    vault_ca_file: Path | None = None  # a private CA for an https:// Vault
+    # aws-kms (credentials from boto3's own chain: environment, shared config, instance role)
+    aws_region: str | None = None
+    aws_kms_endpoint: str | None = Field(default=None, pattern=r"^https?://\S+$")  # VPC endpoint
+    aws_kms_ca_bundle: Path | None = None
+    aws_kms_alias_prefix: str = Field(default="kanvaro-", pattern=r"^[a-zA-Z0-9/_-]{0,100}$")
+    aws_kms_deletion_days: int = Field(default=30, ge=7, le=30)  # AWS's pending window bounds
+    # azure-keyvault (client credentials when the secret is set, else the managed identity)
+    azure_vault_url: str | None = Field(default=None, pattern=r"^https://\S+$")
+    azure_tenant_id: str | None = None
+    azure_client_id: str | None = None
+    azure_client_secret: SecretStr | None = None
+    azure_key_prefix: str = Field(default="kanvaro-", pattern=r"^[a-zA-Z0-9-]{0,40}$")
+    azure_purge_on_shred: bool = True
     key_rotation_days: int = Field(default=90, ge=0)  # 0 turns automatic rotation off
     reencrypt_batch_size: int = Field(default=500, ge=1, le=10_000)
     reencrypt_pause_seconds: float = Field(default=0.0, ge=0)
     key_maintenance_interval_seconds: int = Field(default=300, ge=0)  # 0: no background job
     signing_key_reload_seconds: int = Field(default=60, ge=0)
     encrypted_fields: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["users.phone"]
+        default_factory=lambda: ["users.phone", "users.ssn"]
     )
     pii_redaction: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["email", "phone", "first_name", "last_name"]
+        default_factory=lambda: ["email", "phone", "ssn", "first_name", "last_name"]
     )
 
     # TLS (kanvaro serve --tls-cert/--tls-key). OpenSSL cipher string for TLS 1.2; TLS 1.3
     # suites are fixed by OpenSSL and all modern.
     tls_ciphers: str = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!SHA1:!RSA:!DSS"
+    # certPinning of outbound TLS: host=pin-sha256|pin,... (security/pinning.py)
+    tls_pins: str = Field(default="", pattern=r"^[A-Za-z0-9.:_=|,/+ -]*$")
+    # Key-exchange groups offered (OpenSSL names): Mozilla "intermediate" (crypto/tls.py).
+    tls_groups: str = Field(
+        default="X25519:P-256:P-384", pattern=r"^[A-Za-z0-9_-]+(:[A-Za-z0-9_-]+)*$"
+    )
 
     # Serving (kanvaro serve; docs/deployment.md). Workers unset: 1 in development, one per
     # usable core in production. A stopping worker drains its requests this long at most.
@@ -407,6 +449,19 @@ def secret_problems(settings: Settings) -> list[str]:
                 *_check(settings, required),
                 "KANVARO_VAULT_ADDR is required for key_provider=vault",
             ]
+    if settings.key_provider is KeyProviderName.aws_kms and not settings.aws_region:
+        return [
+            *_check(settings, required),
+            "KANVARO_AWS_REGION is required for key_provider=aws-kms",
+        ]
+    if settings.key_provider is KeyProviderName.azure_keyvault:
+        if not settings.azure_vault_url:
+            return [
+                *_check(settings, required),
+                "KANVARO_AZURE_VAULT_URL is required for key_provider=azure-keyvault",
+            ]
+        if settings.azure_client_secret is not None:
+            required["azure_client_secret"] = 8
     if settings.smtp_username:
         required["smtp_password"] = 1
     if settings.sms_http_auth_header is not None:

@@ -22,9 +22,12 @@ from kanvaro.db import switch_tenant
 from kanvaro.errors import BadRequest, MfaEnrollmentRequired, Unauthorized
 from kanvaro.identity import principals
 from kanvaro.identity.mfa.flow import ENROLLMENT_ONLY
+from kanvaro.identity.scim import tokens as scim_tokens
 from kanvaro.identity.sessions import cookies, enforce
-from kanvaro.security.client_ip import client_ip, scope_is_https
+from kanvaro.ratelimit.guard import refusal_error
+from kanvaro.security.client_ip import scope_client_ip, scope_is_https
 from kanvaro.security.permissions import Permission
+from kanvaro.security.ratelimit.outcome import STATE_KEY
 from kanvaro.security.tokens import ACCESS, TokenError
 from kanvaro.services import Services
 from kanvaro.tenancy.models import Tenant
@@ -44,8 +47,9 @@ def services_of(request: Request) -> Services:
 
 def request_ip(request: Request) -> str | None:
     services = services_of(request)
-    peer = request.client.host if request.client else None
-    return client_ip(peer, request.headers.get("x-forwarded-for"), services.trusted_proxies)
+    return scope_client_ip(
+        request.scope, services.trusted_proxies, services.settings.forwarded_header
+    )
 
 
 def audit_context(request: Request, actor_id: uuid.UUID | None = None) -> AuditContext:
@@ -172,6 +176,11 @@ def _dependency(
         claimed_tenant = _claimed_tenant(claims)
         user_id, session_id = _token_ids(claims)
         check_cookie_request(request, credential, session_id)
+        rate = request.scope["state"].get(STATE_KEY) if services.rate_limits.enabled else None
+        if rate is not None and (
+            refused := services.rate_limits.check_tenant(rate, claimed_tenant)
+        ):
+            raise refusal_error(refused)
         # A member's reads are narrowed to the tenant his (signed) token names; only the super
         # admin, who has no tenant, starts instance-wide.
         everywhere = claimed_tenant is None
@@ -183,6 +192,20 @@ def _dependency(
         )
         if principal.tenant_id != claimed_tenant:
             raise Unauthorized("Invalid token.")
+        if rate is not None:
+            refused = await services.rate_limits.check_principal(
+                rate,
+                user_id=principal.user_id,
+                tenant_id=principal.tenant_id,
+                role=principal.role,
+                super_admin=principal.is_super_admin,
+                method=request.method,
+                path=request.scope["path"],
+            )
+            if refused is not None:
+                if refused.decision is not None:
+                    rate.tightest = refused.decision  # its figures go into the headers
+                raise refusal_error(refused)
         if ENROLLMENT_ONLY in principal.auth_methods and not (enrollment or own_account):
             raise MfaEnrollmentRequired(
                 "Set up a second factor first: POST /api/v1/auth/mfa/setup."
@@ -304,6 +327,42 @@ def own_or(permission: Permission, *, enrollment: bool = False) -> Any:
     dependency = _dependency((), enrollment=enrollment)
     dependency.__kanvaro_access__ = ("own_or", permission)  # type: ignore[attr-defined]
     return Depends(dependency, scope="function")
+
+
+async def _scim_caller(request: Request) -> AsyncIterator[Acting]:
+    """A SCIM request: its bearer token (not a user's access token) names the tenant; the
+    action acts as the system in that tenant, origin ``scim``."""
+    services = services_of(request)
+    header = request.headers.get("authorization") or ""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("A SCIM bearer token is required.")
+    async with services.db.reader(all_tenants=True) as reader:
+        caller = await scim_tokens.authenticate(reader, token.strip())
+    if caller is None:
+        security_log.warning("scim_token_refused", ip=request_ip(request), path=request.url.path)
+        raise Unauthorized("The SCIM token is not valid.")
+    async with (
+        services.db.collecting_deferred(),
+        services.db.session(tenant_id=caller.tenant_id) as session,
+    ):
+        # The audit entries name the token that acted (``via``): SCIM has no person.
+        name = f"scim_token:{caller.token_id}"
+        ctx = Acting.system(
+            services, session, tenant_id=caller.tenant_id, channel="scim", name=name
+        )
+        ctx.audit = audit_context(request)
+        await scim_tokens.note_use(ctx, caller)
+        yield ctx
+
+
+_scim_caller.__kanvaro_access__ = ("scim_token",)  # type: ignore[attr-defined]
+
+
+def scim_token() -> Any:
+    """A SCIM provisioning request (``/scim/v2``), authenticated by a tenant's SCIM token;
+    user access tokens are refused. Outside the role matrix: tests/identity/scim hold it."""
+    return Depends(_scim_caller, scope="function")
 
 
 async def _public_session(request: Request) -> AsyncIterator[AsyncSession]:

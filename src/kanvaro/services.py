@@ -19,6 +19,7 @@ from kanvaro.jobs import Clock, JobRegistry, SystemClock
 from kanvaro.notify.configured import Choice, ConfiguredMailer
 from kanvaro.notify.email import Mailer, OutboxMailer
 from kanvaro.notify.smtp import SmtpMailer
+from kanvaro.ratelimit.guard import RateLimitGuard, new_rate_limit_guard
 from kanvaro.security.client_ip import Network, parse_networks
 from kanvaro.security.passwords import Argon2Params, PasswordHasher
 from kanvaro.security.throttle import LoginThrottle, make_storage
@@ -66,6 +67,7 @@ class Services:
     clock: Clock = field(default_factory=SystemClock)
     jobs: JobRegistry = field(init=False)
     activity: ActivityRecorder = field(init=False)
+    rate_limits: RateLimitGuard = field(init=False)
     started: bool = False
     _last_key_reload: float = 0.0
     key_reload_min_interval: float = 5.0
@@ -73,6 +75,7 @@ class Services:
     def __post_init__(self) -> None:
         self.jobs = JobRegistry(clock=self.clock, db=self.db)
         self.activity = ActivityRecorder(self.db)
+        self.rate_limits = new_rate_limit_guard(self.settings, self.db)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> Services:
@@ -92,6 +95,7 @@ class Services:
         keyring = Keyring(
             make_provider(settings), master=settings.master_key.get_secret_value().encode()
         )
+        keyring.enabled_fields = frozenset(settings.encrypted_fields)
         # Every session of this database carries the keyring: encrypted fields use it.
         db.sessionmaker.configure(info={"keyring": keyring})
         return cls(
@@ -116,6 +120,14 @@ class Services:
                 per_account=settings.login_max_failures_per_account,
                 per_ip=settings.login_max_failures_per_ip,
                 window_seconds=settings.login_failure_window_seconds,
+                account_ceiling=settings.login_account_ceiling,
+                max_delay=settings.login_max_delay_seconds,
+                slow_seconds=settings.login_slow_seconds,
+                notice_seconds=settings.login_notice_seconds,
+                fail_mode=settings.rate_limit_fail_mode_auth,
+                refresh_per_minute=settings.refresh_per_client_per_minute,
+                reset_per_address_per_hour=settings.password_reset_per_address_per_hour,
+                reset_per_client_per_hour=settings.password_reset_per_client_per_hour,
             ),
             mailer=mailer,
             trusted_proxies=parse_networks(settings.trusted_proxies),
@@ -163,15 +175,23 @@ class Services:
         from kanvaro.identity.sessions import monitor
 
         monitor.register_jobs(self)
+        from kanvaro.identity.sso import jobs as sso_jobs
+
+        sso_jobs.register_jobs(self)
+        from kanvaro.compliance import retention
+
+        retention.register_jobs(self)
         from kanvaro.audit import runtime as audit_runtime
 
         self.audit = await audit_runtime.start(self)
+        await self.rate_limits.start()
         self.jobs.start()
         self.started = True
 
     async def shutdown(self) -> None:
         await self.jobs.stop()
         await self.activity.flush()
+        await self.rate_limits.close()
         from kanvaro.audit import runtime as audit_runtime
 
         await audit_runtime.stop(self.audit)

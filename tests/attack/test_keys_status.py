@@ -20,7 +20,11 @@ FIGURES = {"totalRows", "doneRows", "reencryptedRows", "unreadableRows", "percen
 
 
 async def test_a_tenant_admin_sees_only_his_tenants_figures(
-    services, client, tenant, other_tenant, super_admin  # noqa: F811
+    services,
+    client,
+    tenant,
+    other_tenant,
+    super_admin,  # noqa: F811
 ):
     await add_user(services, tenant.id, "+14155550101")
     for n in range(3):

@@ -72,3 +72,51 @@ def cli(settings: Any, *args: str, **env: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+# -- real key-provider peers on loopback, started once per run when a test asks for one ---------
+
+
+@pytest.fixture(scope="session")
+def bao_peer(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from tests.crypto.peers import openbao
+
+    with openbao(tmp_path_factory.mktemp("bao")) as peer:
+        yield peer
+
+
+@pytest.fixture(scope="session")
+def kms_peer(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from tests.crypto.peers import moto_kms
+
+    with moto_kms(tmp_path_factory.mktemp("moto")) as peer:
+        yield peer
+
+
+@pytest.fixture(scope="session")
+def azure_peer(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from tests.crypto.peers import azure_standin
+
+    with azure_standin(tmp_path_factory.mktemp("azure")) as peer:
+        yield peer
+
+
+@pytest.fixture
+def fresh_db(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A migrated database of the test's own (PostgreSQL when the suite runs on it)."""
+    import asyncio
+
+    from kanvaro.migrate import upgrade
+    from tests.conftest import PG_ADMIN_URL
+
+    if PG_ADMIN_URL:
+        from tests.conftest import _create_pg_database, _drop_pg_database
+
+        url, name = asyncio.run(_create_pg_database())
+        upgrade(url)
+        yield url
+        asyncio.run(_drop_pg_database(name))
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'own.db'}"
+        upgrade(url)
+        yield url

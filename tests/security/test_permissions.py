@@ -53,11 +53,13 @@ SEED_ROLES = {
 DOCUMENTED_EXTENSIONS = {
     "super_admin": {
         "comment:create", "comment:read", "comment:delete", "time:create", "time:read",
-        "time:manage", "role:read", "role:manage", "audit:read",
+        "time:manage", "role:read", "role:manage", "audit:read", "compliance:read",
+        "compliance:manage",
     },
     "admin": {
         "comment:create", "comment:read", "comment:delete", "time:create", "time:read",
-        "time:manage", "role:read", "role:manage", "audit:read",
+        "time:manage", "role:read", "role:manage", "audit:read", "compliance:read",
+        "compliance:manage",
     },
     "project_manager": {
         "comment:create", "comment:read", "comment:delete", "time:create", "time:read",
@@ -67,7 +69,7 @@ DOCUMENTED_EXTENSIONS = {
     "client": {"comment:create", "comment:read"},
     "viewer": {"comment:read"},
 }  # fmt: skip
-EXTENSION_RESOURCES = {"comment", "time", "role", "audit"}
+EXTENSION_RESOURCES = {"comment", "time", "role", "audit", "compliance"}
 
 
 def values(perms) -> set[str]:

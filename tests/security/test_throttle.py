@@ -1,7 +1,9 @@
-"""Failed-login throttling per account and per client IP (memory, or Redis when configured)."""
+"""Sign-in throttling per (account, client) and per client IP (memory, or Redis when
+configured): free attempts, then delays; never a lock (tests/attack/test_lockout.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,7 +41,7 @@ def client_from(app, ip: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
-async def test_account_is_locked_after_n_failures_even_for_the_right_password(
+async def test_past_the_free_attempts_a_client_waits_even_with_the_right_password(
     data_dir, database_url
 ):
     async with (
@@ -59,8 +61,8 @@ async def test_account_is_locked_after_n_failures_even_for_the_right_password(
         assert locked.status_code == 429
         assert locked.headers["content-type"].startswith("application/problem+json")
         retry = int(locked.headers["retry-after"])
-        assert 1 <= retry <= services.settings.login_failure_window_seconds
-        # The lock is per account, not per address: another person signs in from here.
+        assert 1 <= retry <= 2  # the first delay: a second, never the whole window
+        # The delay is per (account, client), not per address: another person signs in here.
         assert (
             await c.post(
                 LOGIN,
@@ -72,6 +74,12 @@ async def test_account_is_locked_after_n_failures_even_for_the_right_password(
             LOGIN, json={"email": m.email.upper(), "password": PASSWORD, "tenant": tenant.slug}
         )
         assert upper.status_code == 429
+        # Waited out, the right password signs in: a delay, not a lock.
+        await asyncio.sleep(int(upper.headers["retry-after"]))
+        ok = await c.post(
+            LOGIN, json={"email": m.email, "password": PASSWORD, "tenant": tenant.slug}
+        )
+        assert ok.status_code == 200, ok.text
 
 
 async def test_success_clears_the_account_counter(data_dir, database_url):
@@ -143,7 +151,6 @@ async def test_forged_forwarded_for_does_not_escape_the_ip_limit(data_dir, datab
 
 async def test_parallel_attempts_cannot_slip_past_the_account_limit(data_dir, database_url):
     """Each attempt is counted before the hash is checked: a burst gets exactly N guesses."""
-    import asyncio
 
     async with (
         instance(data_dir, database_url, login_max_failures_per_account=3) as (services, app),

@@ -104,8 +104,12 @@ async def test_invalid_updates_are_422_naming_the_field(tenant):
         json={"startDate": "2025-05-02", "endDate": "2025-05-01", "version": 1},
     )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "endDate"
-    await c.patch(f"/api/v1/projects/{pid}", headers=h, json={"endDate": "2025-05-01", "version": 1})
-    r = await c.patch(f"/api/v1/projects/{pid}", headers=h, json={"startDate": "2025-06-01", "version": 2})
+    await c.patch(
+        f"/api/v1/projects/{pid}", headers=h, json={"endDate": "2025-05-01", "version": 1}
+    )
+    r = await c.patch(
+        f"/api/v1/projects/{pid}", headers=h, json={"startDate": "2025-06-01", "version": 2}
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "endDate"
 
 
@@ -113,7 +117,9 @@ async def test_a_duplicate_member_is_409_naming_the_field(tenant):
     c, h = tenant.client, tenant.admin.headers
     pid = (await c.post("/api/v1/projects", headers=h, json={"name": "Soyuz"})).json()["id"]
     body = {"userId": tenant.admin.id, "projectRole": "manager"}
-    assert (await c.post(f"/api/v1/projects/{pid}/members", headers=h, json=body)).status_code == 201
+    assert (
+        await c.post(f"/api/v1/projects/{pid}/members", headers=h, json=body)
+    ).status_code == 201
     r = await c.post(f"/api/v1/projects/{pid}/members", headers=h, json=body)
     assert r.status_code == 409 and r.json()["errors"][0]["field"] == "userId"
 

@@ -122,6 +122,94 @@ def rotate_kek() -> None:
     typer.echo(f"re-wrapped {_run(job)} data keys")
 
 
+@keys_app.command("encrypt-field")
+def encrypt_field(
+    field: Annotated[str, typer.Argument(help="table.column, listed in KANVARO_ENCRYPTED_FIELDS")],
+    batch_size: BatchSize = None,
+    pause: Pause = None,
+) -> None:
+    """Encrypt a field's existing plaintext rows in place (resumable; safe to run again)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from kanvaro.crypto.conversion import FieldNotConvertible
+    from kanvaro.crypto.conversion import encrypt_field as run
+
+    async def job(services: Services) -> Any:
+        assert services.keyring is not None
+        settings = services.settings
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        ) as bar:
+            task = bar.add_task(f"encrypting {field}", total=None)
+            return await run(
+                services.db,
+                services.keyring,
+                field,
+                batch_size=batch_size or settings.reencrypt_batch_size,
+                pause=settings.reencrypt_pause_seconds if pause is None else pause,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+
+    from kanvaro.crypto.errors import KeyUnavailable, ProviderError
+
+    try:
+        result = _run(job)
+    except FieldNotConvertible as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    except (ProviderError, KeyUnavailable) as exc:
+        # Nothing of the failed batch was written: running the command again resumes.
+        typer.echo(f"stopped: {exc}; run the command again to resume", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"{field}: {result.converted} values encrypted"
+        + (
+            f", {result.skipped} changed meanwhile (already encrypted by their writer)"
+            if result.skipped
+            else ""
+        )
+    )
+
+
+@keys_app.command("move-provider")
+def move_provider(
+    target: Annotated[str, typer.Argument(help="local, vault, aws-kms or azure-keyvault")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
+) -> None:
+    """Re-wrap every data key under another provider's KEKs (no field is re-encrypted), in one
+    transaction; then set KANVARO_KEY_PROVIDER to the target and restart every server."""
+    from kanvaro.config import KeyProviderName
+    from kanvaro.crypto.errors import KeyUnavailable, ProviderError
+    from kanvaro.crypto.migration import move_provider as run
+    from kanvaro.crypto.providers import make_provider
+
+    try:
+        name = KeyProviderName(target)
+    except ValueError:
+        typer.echo("TARGET must be local, vault, aws-kms or azure-keyvault", err=True)
+        raise typer.Exit(2) from None
+    if not yes:
+        typer.confirm("Stop the servers first. Re-wrap every data key now?", abort=True)
+
+    async def job(services: Services) -> int:
+        assert services.keyring is not None
+        destination = make_provider(services.settings.model_copy(update={"key_provider": name}))
+        async with services.db.session(all_tenants=True) as session:
+            return await run(session, services.keyring, destination)
+
+    try:
+        count = _run(job)
+    except (ProviderError, KeyUnavailable, ValueError) as exc:
+        typer.echo(f"nothing moved: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"re-wrapped {count} data keys for {name.value}; now set KANVARO_KEY_PROVIDER={name.value}"
+    )
+
+
 @keys_app.command("rotate-signing")
 def rotate_signing() -> None:
     """A new token signing key signs from now on; the old one verifies until its tokens expire."""

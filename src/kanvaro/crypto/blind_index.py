@@ -45,5 +45,10 @@ def normalize_phone(value: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def normalize_ssn(value: str) -> str:
+    """Digits only, so "123-45-6789" and "123 45 6789" match."""
+    return "".join(ch for ch in value if ch.isdigit()) or value.strip()
+
+
 def normalize_text(value: str) -> str:
     return " ".join(value.split()).casefold()

@@ -77,6 +77,11 @@ def parse(stored: str, where: str) -> tuple[Header, bytes]:
     return header, body
 
 
+def is_ciphertext(stored: str) -> bool:
+    """A Kanvaro ciphertext (as opposed to plaintext of a field not yet converted)."""
+    return stored.startswith(PREFIX + ":")
+
+
 def key_id_of(stored: str) -> uuid.UUID | None:
     """The data key id of a stored value, or None when it is not in our format."""
     try:

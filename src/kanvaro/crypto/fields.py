@@ -16,6 +16,12 @@ known. Loading decrypts in the ``load``/``refresh`` events (they run where the s
 query, to fetch a data key) and keeps the plaintext on the instance, so reading works on
 detached objects too. A value that does not decrypt raises :class:`DecryptionError` naming
 ``table.column`` when it is read, never while loading the row.
+
+A field declared ``convertible=True`` (type :class:`ConvertibleText`) may also hold plaintext:
+it is encrypted only while ``table.column`` is listed in ``KANVARO_ENCRYPTED_FIELDS``, and rows
+written before that stay plaintext until ``kanvaro keys encrypt-field table.column``
+(:mod:`kanvaro.crypto.conversion`) converts them in place. Reading tells the two apart by the
+``kv1:`` prefix. Every other encrypted field is encrypted always, whatever the list says.
 """
 
 from __future__ import annotations
@@ -55,6 +61,23 @@ class EncryptedText(TypeDecorator[str]):
         )
 
 
+class ConvertibleText(TypeDecorator[str]):
+    """A column that is plaintext until its field is listed encrypted, then ciphertext.
+
+    The pending marker never reaches the database: without a keyring the value is refused."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        raise ValueError(
+            "a value reached a convertible encrypted column unprocessed: the session has no "
+            "keyring (use Services.db sessions)"
+        )
+
+
 class _Pending:
     """A plaintext waiting for the flush to encrypt it. Its repr never shows the value."""
 
@@ -77,6 +100,7 @@ class FieldSpec:
     blind_index: str | None
     normalize: Callable[[str], str] | None
     row_id: str = "id"
+    convertible: bool = False
 
     @property
     def table(self) -> str:
@@ -88,7 +112,8 @@ class FieldSpec:
 
     @property
     def storage_column(self) -> str:
-        return self.model.__table__.c[self.storage].name  # type: ignore[attr-defined]
+        # The mapped attribute may name its column differently (``ssn_stored`` -> ``ssn``).
+        return self.model.__mapper__.columns[self.storage].name  # type: ignore[attr-defined]
 
     def location(self, tenant_id: uuid.UUID | None, row_id: Any) -> envelope.FieldLocation:
         return envelope.FieldLocation(tenant_id, self.table, self.name, str(row_id))
@@ -116,6 +141,7 @@ class Encrypted:
         owner: str | None = None,
         blind_index: str | None = None,
         normalize: Callable[[str], str] | None = None,
+        convertible: bool = False,
     ) -> None:
         if scope not in ("instance", "tenant", "user"):
             raise ValueError(f"unknown key scope {scope!r}")
@@ -126,11 +152,19 @@ class Encrypted:
         self.owner = owner
         self.blind_index = blind_index
         self.normalize = normalize
+        self.convertible = convertible
         self.spec: FieldSpec | None = None
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.spec = FieldSpec(
-            owner, name, self.storage, self.scope, self.owner, self.blind_index, self.normalize
+            owner,
+            name,
+            self.storage,
+            self.scope,
+            self.owner,
+            self.blind_index,
+            self.normalize,
+            convertible=self.convertible,
         )
         fields = dict(getattr(owner, "__encrypted_fields__", {}))
         fields[name] = self.spec
@@ -145,12 +179,14 @@ class Encrypted:
             return None
         if isinstance(stored, _Pending):
             return stored.value
+        assert self.spec is not None
+        if self.spec.convertible and not envelope.is_ciphertext(stored):
+            return stored  # written before the field was listed encrypted; not converted yet
         memo = obj.__dict__.get(_MEMO, {}).get(self.storage)
         if memo is not None and memo[0] == stored:
             if isinstance(memo[1], DecryptionError):
                 raise type(memo[1])(str(memo[1]))  # a fresh one: no growing traceback
             return memo[1]
-        assert self.spec is not None
         session = object_session(obj)
         keyring = _keyring(session)
         if keyring is None:
@@ -198,18 +234,26 @@ def _encrypt_pending(session: Session, flush_context: Any, instances: Any) -> No
                 setattr(obj, spec.row_id, new_id())
             if getattr(obj, "tenant_id", None) is None and session.info.get("tenant_id"):
                 obj.tenant_id = session.info["tenant_id"]
+            if spec.convertible and not keyring.field_enabled(spec.qualified):
+                if envelope.is_ciphertext(pending.value):
+                    # It would read back as a ciphertext that does not open.
+                    raise ValueError(f"{spec.qualified}: value looks like a Kanvaro ciphertext")
+                setattr(obj, spec.storage, pending.value)  # not listed: stays plaintext
+                _fill_blind_index(keyring, spec, obj, pending.value)
+                continue
             tenant_id = getattr(obj, "tenant_id", None)
             where = spec.location(tenant_id, getattr(obj, spec.row_id))
             stored = keyring.encrypt(session, spec.lineage_of(obj), pending.value, where)
             setattr(obj, spec.storage, stored)
             _memo(obj, spec.storage, stored, pending.value)
-            if spec.blind_index:
-                normalized = spec.normalize(pending.value) if spec.normalize else pending.value
-                setattr(
-                    obj,
-                    spec.blind_index,
-                    keyring.blind_index(tenant_id, spec.qualified, normalized),
-                )
+            _fill_blind_index(keyring, spec, obj, pending.value)
+
+
+def _fill_blind_index(keyring: Keyring, spec: FieldSpec, obj: Any, plain: str) -> None:
+    if spec.blind_index:
+        normalized = spec.normalize(plain) if spec.normalize else plain
+        tenant_id = getattr(obj, "tenant_id", None)
+        setattr(obj, spec.blind_index, keyring.blind_index(tenant_id, spec.qualified, normalized))
 
 
 def _decrypt_loaded(obj: Any, session: Session | None) -> None:
@@ -221,6 +265,8 @@ def _decrypt_loaded(obj: Any, session: Session | None) -> None:
         stored = obj.__dict__.get(spec.storage)
         if not isinstance(stored, str):
             continue
+        if spec.convertible and not envelope.is_ciphertext(stored):
+            continue  # plaintext of a field not converted yet: read as it is
         where = spec.location(getattr(obj, "tenant_id", None), getattr(obj, spec.row_id))
         try:
             plain: Any = keyring.decrypt(session, stored, where)

@@ -24,7 +24,7 @@ from kanvaro.crypto import envelope
 from kanvaro.crypto.blind_index import BlindIndexer
 from kanvaro.crypto.errors import KeyDestroyed, KeyUnavailable
 from kanvaro.crypto.models import EncryptionKey
-from kanvaro.crypto.providers import KeyProvider, kek_for
+from kanvaro.crypto.providers import KeyProvider, WrapContext, kek_for
 from kanvaro.db import utcnow
 from kanvaro.security.aead import derive_key
 
@@ -73,6 +73,11 @@ class Keyring:
         self._cache_size = cache_size
         self._cache_ttl = cache_ttl
         self._lock = threading.Lock()
+        # Convertible fields listed in KANVARO_ENCRYPTED_FIELDS (fields.py); None: all of them.
+        self.enabled_fields: frozenset[str] | None = None
+
+    def field_enabled(self, qualified: str) -> bool:
+        return self.enabled_fields is None or qualified in self.enabled_fields
 
     def __repr__(self) -> str:
         return f"Keyring(provider={self.provider.name})"
@@ -110,7 +115,7 @@ class Keyring:
         if row.state == "destroyed" or row.wrapped_key is None:
             raise KeyDestroyed(f"data key {row.id} was destroyed (crypto-shredded)")
         kek = kek_for(row.scope, row.owner_id)
-        dek = self.provider.unwrap(kek, row.wrapped_key, row.id.bytes)
+        dek = self.provider.unwrap(kek, row.wrapped_key, WrapContext(row.id, row.tenant_id))
         return self._remember(DataKey(row.id, row.version, AESGCM(dek)))
 
     def key_by_id(self, session: Session, key_id: uuid.UUID) -> DataKey:
@@ -160,7 +165,7 @@ class Keyring:
         key_id = uuid.uuid4()
         dek = os.urandom(32)
         self.provider.ensure(lineage.kek)
-        wrapped = self.provider.wrap(lineage.kek, dek, key_id.bytes)
+        wrapped = self.provider.wrap(lineage.kek, dek, WrapContext(key_id, lineage.tenant_id))
         version = (latest or 0) + 1
         session.execute(
             insert(KEYS).values(

@@ -33,7 +33,7 @@ from kanvaro.crypto.errors import DecryptionError, KeyUnavailable
 from kanvaro.crypto.fields import REGISTRY, FieldSpec
 from kanvaro.crypto.keyring import KEYS, Keyring
 from kanvaro.crypto.models import EncryptionKey, KeyRotation
-from kanvaro.crypto.providers import INSTANCE_KEK, kek_for
+from kanvaro.crypto.providers import INSTANCE_KEK, WrapContext, kek_for
 from kanvaro.db import Database, utcnow
 
 DONE = "done"
@@ -164,6 +164,8 @@ async def _batch(
     changed = 0
     for row in rows:
         stored = row[1]
+        if spec.convertible and not envelope.is_ciphertext(stored):
+            continue  # plaintext awaiting `kanvaro keys encrypt-field`: not this job's
         if states.get(envelope.key_id_of(stored)) == "active":
             continue
         tenant_id = row.tenant if tenant is not None else None
@@ -303,7 +305,7 @@ async def rotate_kek(session: AsyncSession, keyring: Keyring) -> int:
             provider.ensure(kek)
             provider.rotate(kek)
             rotated.add(kek)
-        row.wrapped_key = provider.rewrap(kek, row.wrapped_key, row.id.bytes)
+        row.wrapped_key = provider.rewrap(kek, row.wrapped_key, WrapContext(row.id, row.tenant_id))
         count += 1
     if INSTANCE_KEK not in rotated:
         provider.ensure(INSTANCE_KEK)

@@ -97,6 +97,20 @@ async def _intend(
     return destroyed
 
 
+async def intend_user_shred(
+    session: AsyncSession, keyring: Keyring, *, user_id: uuid.UUID, tenant_id: uuid.UUID | None
+) -> int:
+    """Step 1 for one user inside the caller's transaction, for an action that must commit
+    together with it (a GDPR erasure); the caller audits it and runs :func:`resume_shreds`
+    after commit (key maintenance completes it if that never happens). Returns the number of
+    data keys whose material was dropped."""
+    destroyed = await _intend(
+        session, keyring, scope="user", owner=user_id, record_tenant=tenant_id
+    )
+    await session.flush()
+    return destroyed
+
+
 async def resume_shreds(db: Database, keyring: Keyring) -> int:
     """Step 2 for every recorded intent: destroy the KEK, then mark it done (audited).
 

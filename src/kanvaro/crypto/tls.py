@@ -4,7 +4,16 @@ uvicorn builds its own ``SSLContext`` but has no option for the minimum protocol
 the context is tightened right after uvicorn creates it. TLS 1.3 is preferred simply by being
 allowed: client and server agree on the highest version both speak. The TLS 1.2 cipher list
 comes from ``KANVARO_TLS_CIPHERS`` (forward-secret AEAD suites only by default); TLS 1.3 suites
-are all AEAD and fixed by OpenSSL.
+are all AEAD and fixed by OpenSSL. The key-exchange groups come from ``KANVARO_TLS_GROUPS``
+(default ``X25519:P-256:P-384``, Mozilla's "intermediate" list; OpenSSL 3 would also offer
+X448 and P-521).
+
+Python's ``ssl`` has no call for the groups list before 3.13's successors, so
+:func:`set_groups` calls OpenSSL's ``SSL_CTX_set1_groups_list`` (a ``SSL_CTX_ctrl`` macro) through
+ctypes on the context's ``SSL_CTX``, found where CPython keeps it (first field after the object
+header). It checks the pointer first (OpenSSL's options of that ``SSL_CTX`` must equal the
+context's own) and raises if anything does not match: the server then refuses to start rather
+than offer groups nobody configured.
 
 ``run_server`` is the server of ``kanvaro serve``, in one process or as several workers; the
 hardened configuration travels to every worker, which builds its own context.
@@ -22,18 +31,54 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 MINIMUM_TLS = ssl.TLSVersion.TLSv1_2
+DEFAULT_GROUPS = "X25519:P-256:P-384"
+_SSL_CTRL_SET_GROUPS_LIST = 92  # openssl/ssl.h
+
+
+class TLSConfigError(RuntimeError):
+    """The TLS configuration cannot be applied (unknown group, unexpected ssl module)."""
+
+
+def _libssl():  # type: ignore[no-untyped-def]
+    import _ssl
+    import ctypes
+
+    lib = ctypes.CDLL(_ssl.__file__)  # its symbols include the libssl it is linked against
+    lib.SSL_CTX_get_options.restype = ctypes.c_uint64
+    lib.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
+    lib.SSL_CTX_ctrl.restype = ctypes.c_long
+    lib.SSL_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
+    return lib
+
+
+def set_groups(context: ssl.SSLContext, groups: str) -> None:
+    """Offer exactly these key-exchange groups (OpenSSL names, ``:``-separated)."""
+    import ctypes
+
+    try:
+        lib = _libssl()
+    except (OSError, AttributeError) as exc:
+        raise TLSConfigError(f"KANVARO_TLS_GROUPS cannot be applied: {exc}") from None
+    pointer = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
+    if not pointer or lib.SSL_CTX_get_options(pointer) != context.options:
+        raise TLSConfigError("KANVARO_TLS_GROUPS cannot be applied: unexpected ssl module layout")
+    if lib.SSL_CTX_ctrl(pointer, _SSL_CTRL_SET_GROUPS_LIST, 0, groups.encode()) != 1:
+        raise TLSConfigError(f"KANVARO_TLS_GROUPS: OpenSSL refused {groups!r}")
 
 
 class _TLSConfig(uvicorn.Config):
+    tls_groups: str = DEFAULT_GROUPS
+
     def load(self) -> None:
         super().load()
         if self.ssl is not None:
-            harden(self.ssl, self.ssl_ciphers)
+            harden(self.ssl, self.ssl_ciphers, self.tls_groups)
 
 
-def harden(context: ssl.SSLContext, ciphers: str) -> ssl.SSLContext:
+def harden(context: ssl.SSLContext, ciphers: str, groups: str = DEFAULT_GROUPS) -> ssl.SSLContext:
     context.minimum_version = MINIMUM_TLS
     context.set_ciphers(ciphers)
+    set_groups(context, groups)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     context.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
     return context
@@ -47,6 +92,7 @@ def run_server(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     tls_ciphers: str,
+    tls_groups: str = DEFAULT_GROUPS,
     workers: int = 1,
     graceful_shutdown_seconds: int | None = None,
     on_worker_exit: Callable[[int], None] | None = None,
@@ -80,6 +126,7 @@ def run_server(
         server_header=False,
         **tls,
     )
+    config.tls_groups = tls_groups  # travels to every worker with the configuration
     if workers == 1:
         uvicorn.Server(config).run()
         return

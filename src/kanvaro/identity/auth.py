@@ -24,14 +24,17 @@ from kanvaro.audit.service import AuditContext
 from kanvaro.db import on_commit, utcnow
 from kanvaro.errors import MfaRequired, SignInRefused, TooManyRequests, Unauthorized
 from kanvaro.identity import auth_statements as sql
+from kanvaro.identity import device_cookie
 from kanvaro.identity.emails import InvalidEmail, normalize_email
 from kanvaro.identity.mfa import flow as mfa_flow
 from kanvaro.identity.mfa.flow import MfaStep
 from kanvaro.identity.models import UserSession
-from kanvaro.identity.sessions import signin
+from kanvaro.identity.sessions import alerts, signin
 from kanvaro.identity.sessions.policy import SessionPolicy
 from kanvaro.identity.sessions.signin import SignInRequest
+from kanvaro.identity.sso.policy import check_password_sign_in
 from kanvaro.reads import Reader, session_reader
+from kanvaro.security.throttle import Client
 from kanvaro.security.tokens import ACCESS, REFRESH, TokenError, token_hash
 from kanvaro.services import Services
 
@@ -174,8 +177,10 @@ async def login(
     """Password sign-in: verify the first factor; then either the second step (a challenge,
     when the user has MFA and this device may not skip it) or the session and its tokens."""
     factor = await verify_password(
-        services, email=email, password=password, tenant=tenant, context=context
+        services, email=email, password=password, tenant=tenant, context=context, client=client
     )
+    # A tenant that requires SSO leaves the password to its break-glass admins.
+    await check_password_sign_in(session, user_id=factor.user_id, tenant_id=factor.tenant_id)
     now = services.clock.now()
     policy = await session_policy(services, factor.tenant_id, session)
     assessment = await _assess(services, session, factor, client, policy, now)
@@ -226,8 +231,15 @@ async def complete_second_step(
     """The sign-in's second step: prove a factor for the challenge, then open the session
     (recording both methods) and issue its tokens."""
     challenge = await mfa_flow.open_challenge(services, challenge_id)
+    assert challenge.user_id is not None
     used = await mfa_flow.prove(
-        services, session, challenge=challenge, method=method, code=code, context=context
+        services,
+        session,
+        challenge=challenge,
+        method=method,
+        code=code,
+        context=context,
+        client=throttle_client(services, client, challenge.user_id),
     )
     assert challenge.user_id is not None
     factor = FirstFactor(
@@ -240,6 +252,10 @@ async def complete_second_step(
     opened = await open_session(
         services, session, factor, context=context, client=client, mfa_done=True
     )
+    if challenge.first_method == "sso":  # the SSO session now names this session (logout)
+        from kanvaro.identity.sso.sign_in import after_second_step
+
+        await after_second_step(session, challenge_id=challenge.id, session_id=opened.id)
     return await issue_tokens(services, session, opened)
 
 
@@ -300,6 +316,7 @@ async def verify_password(
     password: str,
     tenant: str | None,
     context: AuditContext,
+    client: SignInRequest | None = None,
 ) -> FirstFactor:
     """Step 1: the account named by (tenant, email) and its password.
 
@@ -307,7 +324,8 @@ async def verify_password(
     statement and the hash is checked with no transaction open. Unknown tenant, unknown
     address, an address that cannot exist, a wrong password, a disabled account and a
     suspended tenant all answer the same 401 after the same hashing work; every attempt is
-    counted before the check.
+    counted before the check, per (account, client): a device that signed in to this account
+    before is counted on its own, so others' failures cannot lock its owner out.
     """
     email = email.strip().lower()
     async with services.db.reader(all_tenants=True) as reader:
@@ -317,9 +335,14 @@ async def verify_password(
     # Counted per account once it is known (so naming the tenant or leaving it out on a
     # single-tenant instance cannot double the guesses), and always before the hash check.
     account = f"user:{user_id}" if user_id is not None else _account_key(tenant, email)
-    verdict = await services.throttle.attempt(account, context.ip_address)
+    if client is None:
+        client = SignInRequest(context.ip_address, context.user_agent)
+    guesser = throttle_client(services, client, user_id)
+    verdict = await services.throttle.attempt(account, guesser)
+    if verdict.notify_owner and user_id is not None:
+        await _notify_owner_of_guessing(services, user_id)
     if not verdict.allowed:
-        security_log.warning("login_throttled", ip=context.ip_address)
+        security_log.warning("login_throttled", ip=context.ip_address, known_device=guesser.known)
         metrics.count_sign_in("throttled")
         raise TooManyRequests(
             "Too many failed sign-in attempts. Try again later.",
@@ -348,8 +371,28 @@ async def verify_password(
         )
         metrics.count_sign_in("failure")
         raise Unauthorized(INVALID_CREDENTIALS)
-    await services.throttle.succeeded(account)
+    await services.throttle.succeeded(account, guesser)
     return FirstFactor(user_id, tenant_id, "password", stored_hash, new_hash)
+
+
+def throttle_client(services: Services, client: SignInRequest, user_id: uuid.UUID | None) -> Client:
+    """The throttle's client for an attempt on ``user_id``: its known device, else its address."""
+    token = (
+        device_cookie.DeviceToken(client.device_secret, client.device_proofs)
+        if client.device_secret
+        else None
+    )
+    return device_cookie.throttle_client(services.keyring, token, user_id, client.ip_address)
+
+
+async def _notify_owner_of_guessing(services: Services, user_id: uuid.UUID) -> None:
+    """The account's untrusted clients passed its ceiling (at most once per notice period):
+    mail the owner once the request's transaction has ended, from a transaction of its own."""
+
+    async def notify(session: AsyncSession) -> None:
+        await alerts.notify_guessing(services, session, user_id=user_id)
+
+    await services.db.after_transaction(notify)
 
 
 def _account_key(tenant: str | None, email: str) -> str:
@@ -409,7 +452,9 @@ async def open_session(
         metrics.count_sign_in("failure")
         raise Unauthorized(INVALID_CREDENTIALS)
     tenant_id = sql.uuid_or_none(granted["tenant_id"])
-    opened = OpenedSession(opened_id, factor.user_id, tenant_id, assessment.device_secret)
+    opened = OpenedSession(
+        opened_id, factor.user_id, tenant_id, _device_token(services, client, assessment, factor)
+    )
     await audit.record(
         session,
         action="auth:login:success",
@@ -443,6 +488,25 @@ async def open_session(
     )
     on_commit(session, _count_success)  # a sign-in whose transaction rolls back did not happen
     return opened
+
+
+def _device_token(
+    services: Services,
+    client: SignInRequest,
+    assessment: signin.Assessment,
+    factor: FirstFactor,
+) -> str | None:
+    """The device token to hand out after a full sign-in: the device's secret (new, or the one
+    presented) with this account's proof added; None when the client already holds both."""
+    secret = assessment.device_secret or client.device_secret
+    if secret is None:
+        return None
+    presented = (
+        device_cookie.DeviceToken(client.device_secret, client.device_proofs)
+        if client.device_secret
+        else None
+    )
+    return device_cookie.after_sign_in(services.keyring, presented, secret, factor.user_id)
 
 
 async def session_policy(
@@ -536,6 +600,16 @@ async def issue_tokens(
     return signed.pair
 
 
+async def account_named(reader: Reader, tenant_slug: str | None, email: str) -> Any:
+    """The account (tenant, email) names, as sign-in finds it (password reset uses it too)."""
+    return await _candidate(reader, tenant_slug, email)
+
+
+def usable_account(account: Any) -> bool:
+    """Whether that account may sign in (enabled, of an active tenant)."""
+    return _usable(account)
+
+
 def _usable(account: Any) -> bool:
     """An enabled account of an active tenant, or an enabled super admin (no tenant)."""
     if account is None or not account["is_active"]:
@@ -574,6 +648,13 @@ async def refresh(
     policy's grace window while its successor is still unused: two tabs refreshing at once
     then both get the same new pair. Everything is decided from the database (no memory of
     past refreshes in the process), so a restart changes nothing."""
+    verdict = await services.throttle.attempt_refresh(context.ip_address)
+    if not verdict.allowed:
+        security_log.warning("refresh_throttled", ip=context.ip_address)
+        raise TooManyRequests(
+            "Too many refreshes from this address. Try again later.",
+            headers={"Retry-After": str(verdict.retry_after)},
+        )
     try:
         claims = await services.verify_token(refresh_token, REFRESH)
         # The session a token names never changes its user or tenant.

@@ -20,7 +20,7 @@ from kanvaro.deps import (
     services_of,
 )
 from kanvaro.errors import NotFound, Unauthorized, Unprocessable
-from kanvaro.identity import account, auth
+from kanvaro.identity import account, auth, device_cookie
 from kanvaro.identity.mfa.flow import MfaStep
 from kanvaro.identity.schemas import (
     AcceptInvitationIn,
@@ -34,6 +34,7 @@ from kanvaro.identity.schemas import (
     ReauthIn,
     ReauthOut,
     RefreshIn,
+    SsoProviderLink,
     TenantLookupIn,
     TenantSignInOut,
     TokensOut,
@@ -41,6 +42,7 @@ from kanvaro.identity.schemas import (
 from kanvaro.identity.sessions import cookies
 from kanvaro.identity.sessions.reauth import reauthenticate
 from kanvaro.identity.sessions.signin import SignInRequest
+from kanvaro.identity.sso.providers import enabled_providers
 from kanvaro.identity.tenant_lookup import lookup_tenants
 from kanvaro.tenancy.models import Tenant
 
@@ -58,13 +60,16 @@ DEVICE_HEADER = "x-device-token"
 
 def sign_in_request(request: Request, device_token: str | None) -> SignInRequest:
     """The client's side of a sign-in: its address, User-Agent and device secret (from the
-    body's ``deviceToken``, the ``X-Device-Token`` header or a browser's device cookie)."""
+    body's ``deviceToken``, the ``X-Device-Token`` header or a browser's device cookie) with
+    the device proofs it carries."""
+    device = device_cookie.parse(
+        device_token or request.headers.get(DEVICE_HEADER) or cookies.device_secret(request.cookies)
+    )
     return SignInRequest(
         ip_address=request_ip(request),
         user_agent=request.headers.get("user-agent"),
-        device_secret=device_token
-        or request.headers.get(DEVICE_HEADER)
-        or cookies.device_secret(request.cookies),
+        device_secret=device.secret if device else None,
+        device_proofs=device.proofs if device else (),
     )
 
 
@@ -144,11 +149,21 @@ async def tenant_sign_in(slug: TenantSlug, request: Request, db: PublicDb) -> Te
     if tenant is None or tenant.status != "active":
         raise NotFound("No such tenant.")
     base = services_of(request).settings.public_url.rstrip("/")
+    providers = await enabled_providers(db, tenant.id)
     return TenantSignInOut(
         slug=tenant.slug,
         name=tenant.name,
-        methods=["password"],
+        methods=["password", *(["sso"] if providers else [])],
         login_url=f"{base}/t/{tenant.slug}/auth/login",
+        providers=[
+            SsoProviderLink(
+                id=p.id,
+                name=p.name,
+                provider_type=p.provider_type,
+                login_url=f"{base}/t/{tenant.slug}/sso/{p.id}/login",
+            )
+            for p in providers
+        ],
     )
 
 

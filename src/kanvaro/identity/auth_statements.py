@@ -113,7 +113,8 @@ _record_sign_in = (
     update(_users)
     .where(
         _users.c.id == _param("user_id"),
-        _users.c.password_hash == _param("verified_hash"),
+        # Null-safe: an account made by SSO (JIT) has no password, and signs in with none.
+        _users.c.password_hash.is_not_distinct_from(_param("verified_hash", String)),
         _users.c.is_active.is_(True),
         or_(
             and_(_users.c.tenant_id.is_(None), _users.c.is_super_admin.is_(True)),

@@ -20,8 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from kanvaro.crypto.blind_index import normalize_phone
-from kanvaro.crypto.fields import Encrypted, EncryptedText
+from kanvaro.crypto.blind_index import normalize_phone, normalize_ssn
+from kanvaro.crypto.fields import ConvertibleText, Encrypted, EncryptedText
 from kanvaro.db import Base, TenantScoped, Timestamped, Versioned, new_id
 
 
@@ -61,6 +61,18 @@ class User(TenantScoped, Versioned, Base):
         owner="id",
         blind_index="phone_bidx",
         normalize=normalize_phone,
+    )
+    # The seed's SSN, optional: encrypted under the user's key while ``users.ssn`` is listed in
+    # KANVARO_ENCRYPTED_FIELDS (the default), else plaintext until ``kanvaro keys encrypt-field``.
+    ssn_stored: Mapped[str | None] = mapped_column("ssn", ConvertibleText(), nullable=True)
+    ssn_bidx: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    ssn = Encrypted(
+        "ssn_stored",
+        scope="user",
+        owner="id",
+        blind_index="ssn_bidx",
+        normalize=normalize_ssn,
+        convertible=True,
     )
     role_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("roles.id", ondelete="RESTRICT"), nullable=True, index=True

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from kanvaro.identity import device_cookie
 from kanvaro.identity.emails import EmailAddress
 from kanvaro.schemas import ApiModel, E164Phone, JsonBool, OutModel, PersonName, Version
 
@@ -26,8 +27,8 @@ class LoginIn(ApiModel):
     device_token: str | None = Field(
         default=None,
         min_length=16,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9_-]+$",
+        max_length=device_cookie.MAX_LENGTH,
+        pattern=device_cookie.PATTERN,
         description="The device secret a previous sign-in handed out (`deviceToken`); "
         "or send it as the X-Device-Token header.",
     )
@@ -134,11 +135,21 @@ class InvitationSentOut(OutModel):
     detail: str
 
 
+class SsoProviderLink(OutModel):
+    """An enabled identity provider of the tenant, as its sign-in page offers it."""
+
+    id: uuid.UUID
+    name: str
+    provider_type: str
+    login_url: str
+
+
 class TenantSignInOut(OutModel):
     slug: str
     name: str
     methods: list[str]
     login_url: str
+    providers: list[SsoProviderLink] = Field(default_factory=list)
 
 
 class UserCreate(ApiModel):

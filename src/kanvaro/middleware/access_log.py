@@ -12,13 +12,20 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kanvaro.logging import access_log
-from kanvaro.security.client_ip import Network, client_ip
+from kanvaro.security.client_ip import Network, scope_client_ip
 
 
 class AccessLogMiddleware:
-    def __init__(self, app: ASGIApp, *, trusted_proxies: tuple[Network, ...] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        trusted_proxies: tuple[Network, ...] = (),
+        forwarded_header: str = "x-forwarded-for",
+    ) -> None:
         self.app = app
         self.trusted_proxies = trusted_proxies
+        self.forwarded_header = forwarded_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,21 +45,13 @@ class AccessLogMiddleware:
         finally:
             state = scope.get("state") or {}
             principal = state.get("principal")
-            client = scope.get("client")
-            forwarded = None
-            if self.trusted_proxies:
-                for name, value in scope["headers"]:
-                    if name == b"x-forwarded-for":
-                        forwarded = value.decode("latin-1")
             access_log(
                 {
                     "method": scope["method"],
                     "path": scope["path"],
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "client": client_ip(
-                        client[0] if client else None, forwarded, self.trusted_proxies
-                    ),
+                    "client": scope_client_ip(scope, self.trusted_proxies, self.forwarded_header),
                     "user_id": str(principal.user_id) if principal is not None else None,
                     "tenant_id": str(principal.tenant_id)
                     if principal is not None and principal.tenant_id

@@ -1,4 +1,5 @@
-"""The client's IP address, trusting ``X-Forwarded-For`` only from configured proxies.
+"""The client's IP address, trusting ``X-Forwarded-For`` (or RFC 7239 ``Forwarded``, one of
+them, as configured) only from configured proxies.
 
 The header is read right to left: each hop added by a trusted proxy is skipped, and the first
 address not in the trusted set is the client. A client that forges the header from outside
@@ -10,8 +11,10 @@ addresses are compared, and reported, as the IPv4 addresses they are.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
+
+from kanvaro.security.ratelimit.forwarded import forwarded_for as forwarded_hops
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -48,15 +51,27 @@ def _canonical(address: str) -> str:
 
 
 def client_ip(
-    peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]
+    peer: str | None,
+    forwarded_for: str | None,
+    trusted: tuple[Network, ...],
+    *,
+    rfc7239: bool = False,
 ) -> str | None:
+    """``forwarded_for`` is the ``X-Forwarded-For`` value, or with ``rfc7239`` the
+    ``Forwarded`` one."""
     if peer is None:
         return None
     # One client, one key for rate limits and the audit log, whichever socket family it used.
     peer = _canonical(peer)
     if not trusted or not _trusted(peer, trusted) or not forwarded_for:
         return peer
-    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    if rfc7239:
+        parsed = forwarded_hops(forwarded_for)
+        if parsed is None:
+            return peer  # a malformed header is not trusted at all
+        hops = parsed
+    else:
+        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
     for hop in reversed(hops):
         try:
             ipaddress.ip_address(hop)
@@ -94,3 +109,26 @@ def scope_is_https(scope: Mapping[str, Any], trusted: tuple[Network, ...]) -> bo
         if name == b"x-forwarded-proto":
             proto = value.decode("latin-1")
     return is_https(scope.get("scheme"), peer, proto, trusted)
+
+
+CLIENT_IP_STATE = "kanvaro.client_ip"
+
+
+def scope_client_ip(
+    scope: MutableMapping[str, Any], trusted: tuple[Network, ...], header: str = "x-forwarded-for"
+) -> str | None:
+    """:func:`client_ip` for an ASGI scope, worked out once per request (the rate limiter,
+    the audit context and the access log all ask). Several header lines of the same name
+    are one comma-separated list (RFC 9110 5.3)."""
+    state = scope.setdefault("state", {})
+    if CLIENT_IP_STATE in state:
+        return state[CLIENT_IP_STATE]
+    client = scope.get("client")
+    value = None
+    if trusted:
+        wanted = header.encode("latin-1")
+        lines = [v.decode("latin-1") for n, v in scope.get("headers") or () if n == wanted]
+        value = ", ".join(lines) if lines else None
+    ip = client_ip(client[0] if client else None, value, trusted, rfc7239=header == "forwarded")
+    state[CLIENT_IP_STATE] = ip
+    return ip

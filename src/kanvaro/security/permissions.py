@@ -2,7 +2,7 @@
 
 The seed's permissions and role sets (seed 000 ``ROLE_PERMISSIONS``) are kept exactly. Where
 the seed names no permission for a resource we extend the vocabulary in the same form:
-``comment:*``, ``time:*``, ``role:*`` and ``audit:read``. Extensions are granted to built-in
+``comment:*``, ``time:*``, ``role:*``, ``audit:read`` and ``compliance:*``. Extensions are granted to built-in
 roles as documented in ``docs/api.md``; the seed sets are never reduced.
 """
 
@@ -46,6 +46,8 @@ class Permission(StrEnum):
     ROLE_READ = "role:read"
     ROLE_MANAGE = "role:manage"
     AUDIT_READ = "audit:read"
+    COMPLIANCE_READ = "compliance:read"  # reports, requests, registers, retention
+    COMPLIANCE_MANAGE = "compliance:manage"  # generate reports, erase, holds, policies
 
 
 P = Permission
@@ -63,6 +65,7 @@ class BuiltinRole(StrEnum):
 EXTENSION_PERMISSIONS = frozenset({
     P.COMMENT_CREATE, P.COMMENT_READ, P.COMMENT_DELETE,
     P.TIME_CREATE, P.TIME_READ, P.TIME_MANAGE, P.ROLE_READ, P.ROLE_MANAGE, P.AUDIT_READ,
+    P.COMPLIANCE_READ, P.COMPLIANCE_MANAGE,
 })
 SEED_PERMISSIONS = frozenset(Permission) - EXTENSION_PERMISSIONS
 
@@ -93,7 +96,7 @@ EXTENSIONS: dict[BuiltinRole, frozenset[Permission]] = {
     BuiltinRole.ADMIN: frozenset({
         P.COMMENT_CREATE, P.COMMENT_READ, P.COMMENT_DELETE,
         P.TIME_CREATE, P.TIME_READ, P.TIME_MANAGE,
-        P.ROLE_READ, P.ROLE_MANAGE, P.AUDIT_READ,
+        P.ROLE_READ, P.ROLE_MANAGE, P.AUDIT_READ, P.COMPLIANCE_READ, P.COMPLIANCE_MANAGE,
     }),
     BuiltinRole.PROJECT_MANAGER: frozenset({
         P.COMMENT_CREATE, P.COMMENT_READ, P.COMMENT_DELETE,

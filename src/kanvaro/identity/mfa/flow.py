@@ -28,6 +28,7 @@ from kanvaro.identity.mfa.models import MfaChallenge, MfaConfiguration, MfaMetho
 from kanvaro.identity.mfa.policy import MfaPolicy
 from kanvaro.identity.mfa.requirement import Requirement, obligation, requirement
 from kanvaro.reads import session_reader
+from kanvaro.security.throttle import Client
 from kanvaro.services import Services
 
 security_log = structlog.get_logger("kanvaro.security")
@@ -171,13 +172,17 @@ async def prove(
     method: str,
     code: str,
     context: AuditContext,
+    client: Client | None = None,
 ) -> MfaMethod:
     """Check ``code`` with the factor ``method`` for the challenge's user; the method used.
-    A wrong code is audited and throttled per user; its answer names no factor or user."""
+    A wrong code is audited and throttled per (user, client): a device the user signed in
+    from before, else the address; its answer names no factor or user."""
     now = services.clock.now()
     assert challenge.user_id is not None
     user_id = challenge.user_id
-    verdict = await services.throttle.attempt_mfa(str(user_id))
+    if client is None:
+        client = Client.of_ip(context.ip_address)
+    verdict = await services.throttle.attempt_mfa(str(user_id), client)
     if not verdict.allowed:
         raise TooManyRequests(
             "Too many wrong codes. Try again later.",
@@ -207,7 +212,7 @@ async def prove(
         raise Unauthorized(WRONG_CODE)
     if not await spend(db, challenge, now):
         raise Unauthorized(INVALID_CHALLENGE)
-    await services.throttle.mfa_succeeded(str(user_id))
+    await services.throttle.mfa_succeeded(str(user_id), client)
     used.last_used_at = now
     return used
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
+from kanvaro.identity import device_cookie
 from kanvaro.schemas import ApiModel
 
 # Method names as the API takes them; "u2f" is WebAuthn (seed 004).
@@ -42,7 +43,10 @@ class MfaVerifyIn(ApiModel):
     method: str = MethodName
     transport: str = Field(default="bearer", pattern=r"^(bearer|cookie)$")
     device_token: str | None = Field(
-        default=None, min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$"
+        default=None,
+        min_length=16,
+        max_length=device_cookie.MAX_LENGTH,
+        pattern=device_cookie.PATTERN,
     )
 
     def __repr__(self) -> str:

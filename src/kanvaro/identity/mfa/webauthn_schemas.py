@@ -9,11 +9,14 @@ from typing import Any
 
 from pydantic import Field
 
+from kanvaro.identity import device_cookie
 from kanvaro.schemas import ApiModel
 
 Credential = Field(description="the PublicKeyCredential as JSON (base64url for bytes)")
 Transport = Field(default="bearer", pattern=r"^(bearer|cookie)$")
-DeviceToken = Field(default=None, min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+DeviceToken = Field(
+    default=None, min_length=16, max_length=device_cookie.MAX_LENGTH, pattern=device_cookie.PATTERN
+)
 
 
 class _HidesCredential(ApiModel):

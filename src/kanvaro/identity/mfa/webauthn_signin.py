@@ -148,7 +148,7 @@ async def prove_passkey(
     method = await _method_of(db, challenge, body)
     if method is None:
         await _refuse(services, challenge, None, "unknown_credential", context)
-    verdict = await services.throttle.attempt_mfa(str(method.user_id))
+    verdict = await services.throttle.attempt_mfa(str(method.user_id), context.ip_address)
     if not verdict.allowed:
         raise TooManyRequests(
             "Too many failed sign-ins. Try again later.",
@@ -171,7 +171,7 @@ async def prove_passkey(
         await _refuse(services, challenge, method, checked.reason, context)
     if not await flow.spend(db, challenge, now):
         raise Unauthorized(flow.INVALID_CHALLENGE)
-    await services.throttle.mfa_succeeded(str(method.user_id))
+    await services.throttle.mfa_succeeded(str(method.user_id), context.ip_address)
     method.discoverable = True  # it was found with no credential listed
     password_hash = (
         await db.execute(select(User.password_hash).where(User.id == method.user_id))

@@ -112,6 +112,24 @@ async def notify_sessions_ended(
     _send_after_commit(services, session, address, "You were signed out elsewhere", body)
 
 
+async def notify_guessing(services: Services, session: AsyncSession, *, user_id: uuid.UUID) -> None:
+    """Many wrong passwords for this account came from devices it never signed in from: the
+    owner learns, after commit, that those are slowed and that his own devices are not."""
+    recipient = await _recipient(session, user_id)
+    if recipient is None:
+        return
+    address, first_name, tenant_name = recipient
+    body = (
+        f"Hello {first_name},\n\n"
+        f"many sign-ins to your Kanvaro account{_in(tenant_name)} failed with a wrong password, "
+        "from devices you have not signed in from before. Sign-ins from such devices are slowed "
+        "down for a while; the devices you use keep signing in as usual.\n\n"
+        "If these were not you, someone may be guessing your password: choose a strong one, "
+        "and turn on a second factor if you have not.\n"
+    )
+    _send_after_commit(services, session, address, "Failed sign-ins to your account", body)
+
+
 async def _recipient(
     session: AsyncSession, user_id: uuid.UUID
 ) -> tuple[str, str, str | None] | None:

@@ -19,7 +19,6 @@ as strings (the route adds them to its response).
 from __future__ import annotations
 
 import hmac
-import re
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from kanvaro.errors import Forbidden, Unauthorized
+from kanvaro.identity import device_cookie
 from kanvaro.security.tokens import REFRESH, TokenError
 
 if TYPE_CHECKING:
@@ -50,10 +50,6 @@ DEVICE_MAX_AGE = 400 * 24 * 3600
 
 # Everything else is unsafe: a method a browser might invent later fails closed.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-# What a device secret a sign-in hands out looks like (``secrets.token_urlsafe``); a cookie
-# of any other shape is ignored, and the sign-in gets a new secret.
-_DEVICE_SECRET = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 
 class CsrfRefused(Forbidden):
@@ -139,8 +135,10 @@ def _refused(reason: str) -> CsrfRefused:
 
 
 def device_secret(cookies: Mapping[str, str]) -> str | None:
+    """The device cookie's token, or None: a cookie of any other shape is ignored, and the
+    sign-in gets a new secret."""
     value = cookies.get(DEVICE_COOKIE)
-    return value if value and _DEVICE_SECRET.fullmatch(value) else None
+    return value if device_cookie.parse(value) is not None else None
 
 
 def set_cookie(name: str, value: str, *, max_age: int, same_site: str, http_only: bool) -> str:

@@ -31,7 +31,9 @@ from kanvaro.services import Services
 log = structlog.get_logger("kanvaro.sessions")
 
 LISTED = 100
-CHALLENGES_KEPT = timedelta(days=1)  # session ids named in one audit entry (the count is always complete)
+CHALLENGES_KEPT = timedelta(
+    days=1
+)  # session ids named in one audit entry (the count is always complete)
 
 
 def register_jobs(services: Services) -> None:

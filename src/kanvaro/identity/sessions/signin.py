@@ -30,6 +30,8 @@ class SignInRequest:
     ip_address: str | None
     user_agent: str | None
     device_secret: str | None = None  # the secret a device was handed at an earlier sign-in
+    # The accounts' proofs that came with it (``identity/device_cookie.py``).
+    device_proofs: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # never the device secret
         return f"SignInRequest(ip_address={self.ip_address!r})"

@@ -34,10 +34,63 @@ const message = $("message");
 const say = (text) => { message.textContent = text; };
 
 const params = new URLSearchParams(window.location.search);
+// A single sign-on that needs Kanvaro's second step comes back here with the challenge in
+// the fragment (#mfa=...&methods=...&next=...), which no server ever sees.
+const fragment = new URLSearchParams(window.location.hash.slice(1));
+let nextPath = params.get("next") || fragment.get("next");
 let challenge = null; // {sessionId, methods, method}
 
 function goOn() {
-  window.location.assign(safeNextPath(params.get("next"), AFTER_SIGN_IN));
+  window.location.assign(safeNextPath(nextPath, AFTER_SIGN_IN));
+}
+
+function ssoLogin(loginUrl) {
+  const url = new URL(loginUrl, window.location.origin);
+  url.searchParams.set("returnTo", safeNextPath(nextPath, AFTER_SIGN_IN));
+  window.location.assign(url.toString());
+}
+
+// The tenant's identity providers, one button each (GET /t/{slug}/auth lists them).
+async function listProviders(tenant) {
+  if (!/^[A-Za-z0-9-]{1,63}$/.test(tenant)) return;
+  let answer;
+  try {
+    answer = await api(`/t/${encodeURIComponent(tenant)}/auth`);
+  } catch (_) {
+    return; // unknown tenant: the password form stays
+  }
+  const list = $("sso-list");
+  list.replaceChildren();
+  for (const provider of answer.providers || []) {
+    const button = Object.assign(document.createElement("button"), {
+      type: "button", className: "sso-provider", textContent: provider.name,
+    });
+    button.dataset.providerId = provider.id;
+    button.addEventListener("click", () => ssoLogin(provider.loginUrl));
+    const item = document.createElement("li");
+    item.append(button);
+    list.append(item);
+  }
+  show($("sso-providers"), list.children.length > 0);
+}
+
+// Home-realm discovery: the address's verified domain names the identity provider.
+async function discoverSso() {
+  const email = $("email").value.trim();
+  if (!email) {
+    say("Enter your email address first.");
+    return;
+  }
+  const body = { email };
+  const tenant = $("tenant").value.trim();
+  if (tenant) body.tenant = tenant;
+  try {
+    const answer = await api("/api/v1/sso/discover", { method: "POST", body });
+    if (answer && answer.sso) ssoLogin(answer.loginUrl);
+    else say("Your organization has no single sign-on for this address; use your password.");
+  } catch (error) {
+    say(error.message);
+  }
 }
 
 function busy(form, isBusy) {
@@ -171,6 +224,18 @@ $("use-backup").addEventListener("click", () => chooseMethod(BACKUP_CODE));
 $("start-over").addEventListener("click", () => { say(""); startOver(); });
 document.addEventListener("kanvaro:signed-in", goOn);
 
+$("sso-discover").addEventListener("click", discoverSso);
 $("tenant").value = params.get("tenant") || "";
-show(passwordStep, true);
-$("email").focus();
+if (fragment.get("mfa")) {
+  // Forget the challenge id in the address bar and history; this script keeps it.
+  window.history.replaceState(null, "", window.location.pathname + window.location.search);
+  beginMfaStep({
+    sessionId: fragment.get("mfa"),
+    methods: (fragment.get("methods") || "").split(",").filter(Boolean),
+  });
+} else {
+  show(passwordStep, true);
+  $("email").focus();
+  if ($("tenant").value) listProviders($("tenant").value);
+  $("tenant").addEventListener("change", () => listProviders($("tenant").value.trim()));
+}

@@ -1,0 +1,1 @@
+"""Password reset by a single-use link mailed to the account's address."""
