@@ -247,7 +247,7 @@ async def test_repeated_violations_block_the_client_until_an_admin_lifts_it(limi
                     select(AuditLog.action).where(AuditLog.resource_id == str(block.id))
                 )
             ).all()
-        assert sorted(actions) == ["ratelimit:block:imposed", "ratelimit:block:lifted"]
+        assert sorted(actions) == ["api:rate_limit_block:lift", "system:rate_limit_block:imposed"]
 
 
 async def _super_admin(inst, ip: str | None = None) -> dict[str, str]:

@@ -141,7 +141,7 @@ async def create_rule(ctx: Acting, body: RuleIn) -> dict[str, Any]:
     ctx.db.add(row)
     await ctx.db.flush()
     await ctx.record(
-        "ratelimit:rule:created",
+        "api:rate_limit_rule:create",
         category="system",
         resource_type="rate_limit_rule",
         resource_id=row.id,
@@ -181,7 +181,7 @@ async def update_rule(ctx: Acting, rule_id: uuid.UUID, body: RulePatch) -> dict[
         setattr(row, name, value)
     await ctx.db.flush()
     await ctx.record(
-        "ratelimit:rule:updated",
+        "api:rate_limit_rule:update",
         category="system",
         resource_type="rate_limit_rule",
         resource_id=row.id,
@@ -195,7 +195,7 @@ async def delete_rule(ctx: Acting, rule_id: uuid.UUID) -> None:
     row = await _rule(ctx, rule_id)
     await ctx.db.delete(row)
     await ctx.record(
-        "ratelimit:rule:deleted",
+        "api:rate_limit_rule:delete",
         category="system",
         resource_type="rate_limit_rule",
         resource_id=rule_id,
@@ -252,7 +252,7 @@ async def add_ip_entry(ctx: Acting, body: IpEntryIn) -> dict[str, Any]:
     ctx.db.add(row)
     await ctx.db.flush()
     await ctx.record(
-        "ratelimit:ip_list:added",
+        "api:ip_list_entry:create",
         category="system",
         resource_type="ip_access_rule",
         resource_id=row.id,
@@ -285,7 +285,7 @@ async def remove_ip_entry(ctx: Acting, entry_id: uuid.UUID) -> None:
         raise NotFound("No such IP list entry.")
     await ctx.db.delete(row)
     await ctx.record(
-        "ratelimit:ip_list:removed",
+        "api:ip_list_entry:delete",
         category="system",
         resource_type="ip_access_rule",
         resource_id=entry_id,
@@ -364,7 +364,7 @@ async def block(ctx: Acting, body: BlockIn) -> dict[str, Any]:
     ctx.db.add(row)
     await ctx.db.flush()
     await ctx.record(
-        "ratelimit:block:imposed",
+        "api:rate_limit_block:create",
         category="system",
         resource_type="rate_limit_block",
         resource_id=row.id,
@@ -400,7 +400,7 @@ async def lift(ctx: Acting, block_id: uuid.UUID) -> dict[str, Any]:
         row.lifted_by = _actor(ctx)
         await ctx.db.flush()
         await ctx.record(
-            "ratelimit:block:lifted",
+            "api:rate_limit_block:lift",
             category="system",
             resource_type="rate_limit_block",
             resource_id=row.id,

@@ -124,7 +124,9 @@ class RateLimitGuard:
         return self._fail_closed[is_auth_path(path)]
 
     async def start(self) -> None:
-        await self.source.load()
+        # Loaded before the first request; a database that cannot be read yet (an outage,
+        # pending migrations) must not stop the process from starting and saying so (readyz).
+        await self.source.get()
 
     async def close(self) -> None:
         await self.source.close()
@@ -303,7 +305,7 @@ class RateLimitGuard:
             if block:
                 await audit.record(
                     session,
-                    action="ratelimit:block:imposed",
+                    action="system:rate_limit_block:imposed",
                     category="system",
                     tenant_id=tenant_id,
                     context=AuditContext(None, ip, None),

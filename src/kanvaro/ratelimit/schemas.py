@@ -30,7 +30,7 @@ def _method(value: str | None) -> str | None:
 
 
 class RuleIn(ApiModel):
-    endpoint_pattern: str = Field(min_length=1, max_length=255)
+    endpoint_pattern: str = Field(min_length=1, max_length=255, pattern=r"^/")
     requests_per_minute: int = Field(ge=1, le=MAX_RATE)
     method: str | None = None
     burst_allowance: int = Field(default=0, ge=0, le=MAX_RATE)
@@ -43,7 +43,7 @@ class RuleIn(ApiModel):
 
 
 class RulePatch(ApiModel):
-    endpoint_pattern: str | None = Field(default=None, min_length=1, max_length=255)
+    endpoint_pattern: str | None = Field(default=None, min_length=1, max_length=255, pattern=r"^/")
     requests_per_minute: int | None = Field(default=None, ge=1, le=MAX_RATE)
     method: str | None = None
     burst_allowance: int | None = Field(default=None, ge=0, le=MAX_RATE)

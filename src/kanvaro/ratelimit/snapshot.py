@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from sqlalchemy import or_, select
@@ -93,6 +94,9 @@ class SnapshotSource:
                     )
                 )
             ).all()
+        return self._assemble(now, lists, rows, blocks)
+
+    def _assemble(self, now: float, lists: Any, rows: Any, blocks: Any) -> Snapshot:
         snapshot = Snapshot(loaded_at=now)
         networks: dict[tuple[uuid.UUID | None, str], list[object]] = {}
         for entry in lists:
@@ -147,6 +151,12 @@ class SnapshotSource:
         self._snapshot = snapshot
         return snapshot
 
+    def _fallback(self) -> Snapshot:
+        """What configuration alone says (its deny and exempt lists, its rules): used while
+        the database cannot be read and no snapshot was ever loaded, retried every second.
+        The request then meets the database's own outage answer (503), not a 500 here."""
+        return self._assemble(self._clock(), [], [], [])
+
     def current(self) -> Snapshot | None:
         snapshot = self._snapshot
         if snapshot is not None and self._clock() - snapshot.loaded_at >= REFRESH_SECONDS:
@@ -160,7 +170,12 @@ class SnapshotSource:
         # One load for all the requests that find no snapshot (after a change, at start).
         if self._first is None or self._first.done():
             self._first = asyncio.ensure_future(self.load())
-        return await asyncio.shield(self._first)
+        try:
+            return await asyncio.shield(self._first)
+        except Exception as exc:
+            log.error("rate_limit_snapshot_failed", error=type(exc).__name__)
+            self._snapshot = self._fallback()
+            return self._snapshot
 
     def invalidate(self) -> None:
         """A change committed here: the next request waits for a fresh snapshot."""

@@ -63,6 +63,14 @@ async def run(ctx: Acting, provider: SsoProvider) -> dict[str, Any]:
     else:
         checked.append("idp")
         problems += await _oauth(ctx, provider, cfg)
+    # A test reaches out to the IdP in the tenant's name: who ran it, and what it found.
+    await ctx.record(
+        "api:sso_provider:test",
+        category="system",
+        resource_type="sso_provider",
+        resource_id=provider.id,
+        changes={"ok": not problems, "problems": len(problems)},
+    )
     return {"ok": not problems, "problems": problems, "checked": checked}
 
 

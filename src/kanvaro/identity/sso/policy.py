@@ -110,7 +110,7 @@ async def change(ctx: Acting, data: SsoPolicyIn) -> SsoPolicy:
     await ctx.db.flush()
     after = SsoPolicy.of(row)
     await ctx.record(
-        "sso:policy:update",
+        "api:sso_policy:update",
         category="system",
         resource_type="sso_policy",
         resource_id=row.id,

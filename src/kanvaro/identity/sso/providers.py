@@ -147,7 +147,7 @@ async def create(ctx: Acting, data: ProviderIn) -> SsoProvider:
     ctx.db.add(provider)
     await ctx.db.flush()
     await ctx.record(
-        "sso:provider:create",
+        "api:sso_provider:create",
         category="system",
         resource_type="sso_provider",
         resource_id=provider.id,
@@ -213,7 +213,7 @@ async def update(
     stamp(provider, ctx)
     await ctx.db.flush()
     await ctx.record(
-        "sso:provider:update",
+        "api:sso_provider:update",
         category="system",
         resource_type="sso_provider",
         resource_id=provider.id,
@@ -231,7 +231,7 @@ async def delete(ctx: Acting, provider_id: uuid.UUID) -> None:
     await ctx.db.delete(provider)
     await ctx.db.flush()
     await ctx.record(
-        "sso:provider:delete",
+        "api:sso_provider:delete",
         category="system",
         resource_type="sso_provider",
         resource_id=provider_id,
