@@ -94,6 +94,11 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settin
         # sweep caught mid-transaction then would hold SQLite's lock against that process.
         # Tests sequence through the kick or audit.drain(); the sweep has its own tests.
         "audit_sweep_seconds": 3600,
+        # Network only loopback: no test asks the system's resolvers. A port nothing answers
+        # on; the domain-verification tests start their own server (tests/identity/sso).
+        "dns_nameservers": ["127.0.0.1"],
+        "dns_port": 9,
+        "dns_timeout_seconds": 0.5,
     }
     values.update(overrides)
     return Settings(**values).prepare()

@@ -142,8 +142,8 @@ async def test_a_405_allows_every_method_of_the_path(client):
     assert r.json()["type"].endswith("/problems/method-not-allowed")
 
 
-async def test_the_root_links_to_the_docs(client):
-    r = await client.get("/")
+async def test_the_api_root_links_to_the_docs(client):
+    r = await client.get("/api/v1")
     assert r.status_code == 200
     assert r.json()["docs"] == "/api/v1/docs"
     assert r.json()["openapi"] == "/api/v1/openapi.json"

@@ -66,6 +66,10 @@ def server(settings, tmp_path):
         "KANVARO_RATE_LIMIT_PER_IP_PER_MINUTE": "100000000",
         "KANVARO_RATE_LIMIT_PER_USER_PER_MINUTE": "100000000",
         "KANVARO_RATE_LIMIT_PER_USER_PER_HOUR": "1000000000",
+        # Network only loopback: domain checks ask a loopback port nobody answers on.
+        "KANVARO_DNS_NAMESERVERS": "127.0.0.1",
+        "KANVARO_DNS_PORT": "9",
+        "KANVARO_DNS_TIMEOUT_SECONDS": "0.5",
     }
     if settings.redis_url:
         env["KANVARO_REDIS_URL"] = settings.redis_url

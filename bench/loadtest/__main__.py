@@ -117,7 +117,11 @@ def build_document(
         "kanvaro": {
             "env": "production",
             "access_log": "on (kanvaro.access at INFO, JSON lines to a file)",
-            "changed_from_defaults": {"KANVARO_LOGIN_MAX_FAILURES_PER_IP": "1000000"},
+            "changed_from_defaults": {
+                k: v
+                for k, v in run.kanvaro_env.items()
+                if k.startswith(("KANVARO_LOGIN_", "KANVARO_RATE_LIMIT_", "KANVARO_REFRESH_"))
+            },
             "database_role": "NOSUPERUSER NOBYPASSRLS: row-level security binds it",
             "pool_size_and_overflow (the bare baseline uses the same)": stack.kanvaro_pool(),
         },

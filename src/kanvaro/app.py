@@ -21,6 +21,7 @@ from kanvaro.middleware.request_id import RequestIdMiddleware
 from kanvaro.middleware.security_headers import SecurityHeadersMiddleware
 from kanvaro.problems import install_error_handlers, problem_response
 from kanvaro.services import Services
+from kanvaro.web import console as web_console
 from kanvaro.web import docs as web_docs
 from kanvaro.web import invitation as web_invitation
 from kanvaro.web import metrics as web_metrics
@@ -53,8 +54,11 @@ def _routers() -> list:  # type: ignore[type-arg]
     from kanvaro.tenancy import role_routes, settings_routes
     from kanvaro.work import routes as work_routes
 
+    # The work routes come first: a request is matched against the routes in this order, and
+    # the authenticated reads and writes of tasks and projects are the hot path (issue 9).
     return [
         health.router,
+        *work_routes.routers,
         auth_routes.router,
         auth_routes.tenant_router,
         mfa_routes.router,  # /api/v1/auth/mfa: enrollment and the sign-in's second step
@@ -70,7 +74,6 @@ def _routers() -> list:  # type: ignore[type-arg]
         rate_limit_routes.router,  # /api/v1/admin/rate-limits
         key_routes.router,
         settings_routes.router,
-        *work_routes.routers,
         audit_routes.router,
         audit_log_routes.router,
         compliance_routes.people,  # /users/{userId}/export and /erase (GDPR)
@@ -143,6 +146,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     for router in _routers():
         app.include_router(router)
     app.include_router(web_docs.router)
+    for router in web_console.routers():  # the web console: /, /t/{slug}/...
+        app.include_router(router)
+    web_console.install(app)
     app.include_router(web_invitation.router)
     app.include_router(web_mfa_pages.router)  # /sign-in and /account/mfa
     app.include_router(web_webauthn_pages.router)  # /auth/webauthn/register, webauthn.js
@@ -159,6 +165,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     # then CORS, then rate limiting (a refused client costs no body read, route or database
     # work, and its 403/429 still carries the security and CORS headers), then the body
     # limit, then the catch-all that renders unexpected errors.
+    # Innermost: a plain form's CSRF field becomes the header the one CSRF rule reads.
+    app.add_middleware(web_console.FormCsrfMiddleware)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(

@@ -188,6 +188,17 @@ class Settings(BaseSettings):
     webauthn_rp_name: str = Field(default="Kanvaro", min_length=1, max_length=100)
     webauthn_u2f_appid: str | None = Field(default=None, pattern=r"^https://\S+$")
 
+    # SSO domain verification (docs/admin-guide.md "Verified domains"): the resolvers asked
+    # for the ``_kanvaro-challenge`` TXT record (IP addresses; unset, the system's from
+    # /etc/resolv.conf), their port, the lookup's time limit, how often verified domains are
+    # checked again (shared job; 0 = off) and after how many failed checks in a row a
+    # domain loses its verification.
+    dns_nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    dns_port: int = Field(default=53, ge=1, le=65535)
+    dns_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    sso_domain_recheck_seconds: int = Field(default=24 * 3600, ge=0)
+    sso_domain_max_failures: int = Field(default=3, ge=1, le=100)
+
     # Time entries: the dates one may log time for (docs/admin-guide.md "Time entries").
     time_entry_min_date: date = date(2000, 1, 1)
     time_entry_max_days_ahead: int = Field(default=366, ge=0, le=100 * 366)
@@ -292,6 +303,7 @@ class Settings(BaseSettings):
         "metrics_anonymous_cidrs",
         "ip_deny_list",
         "ip_exempt_list",
+        "dns_nameservers",
         mode="before",
     )
     @classmethod
@@ -311,6 +323,18 @@ class Settings(BaseSettings):
     def _no_wildcard(cls, value: list[str]) -> list[str]:
         if "*" in value:
             raise ValueError("KANVARO_CORS_ORIGINS must list origins; '*' is refused")
+        return value
+
+    @field_validator("dns_nameservers")
+    @classmethod
+    def _ip_addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_address(item)
+            except ValueError:
+                raise ValueError(
+                    f"KANVARO_DNS_NAMESERVERS: {item!r} is not an IP address"
+                ) from None
         return value
 
     @field_validator("metrics_anonymous_cidrs")

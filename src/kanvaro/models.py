@@ -30,6 +30,7 @@ from kanvaro.identity.scim.models import (
 )
 from kanvaro.identity.sessions.models import SessionPolicyRow, TrustedDevice
 from kanvaro.identity.sso.models import (
+    SsoDomain,
     SsoIdentity,
     SsoPolicyRow,
     SsoProvider,
@@ -90,6 +91,7 @@ __all__ = [
     "ScimUser",
     "SessionPolicyRow",
     "SigningKey",
+    "SsoDomain",
     "SsoIdentity",
     "SsoPolicyRow",
     "SsoProvider",

@@ -22,6 +22,7 @@ from kanvaro.notify.smtp import SmtpMailer
 from kanvaro.ratelimit.guard import RateLimitGuard, new_rate_limit_guard
 from kanvaro.security.client_ip import Network, parse_networks
 from kanvaro.security.passwords import Argon2Params, PasswordHasher
+from kanvaro.security.pinning import parse_pins
 from kanvaro.security.throttle import LoginThrottle, make_storage
 from kanvaro.security.tokens import TokenError, TokenService
 
@@ -45,6 +46,7 @@ def _environment_mailer(settings: Settings) -> Choice:
             password=password.get_secret_value() if password else None,
             ca_file=settings.smtp_ca_file,
             timeout=settings.smtp_timeout_seconds,
+            pins=settings.tls_pins,
         ),
     )
 
@@ -90,7 +92,11 @@ class Services:
             _environment_mailer(settings),
             ca_file=settings.smtp_ca_file,
             timeout=settings.smtp_timeout_seconds,
+            pins=settings.tls_pins,
         )
+        # A malformed KANVARO_TLS_PINS stops the start (its ValueError names the entry),
+        # rather than the first connection to a pinned peer.
+        parse_pins(settings.tls_pins)
         assert settings.master_key is not None, "Settings.prepare() was not called"
         keyring = Keyring(
             make_provider(settings), master=settings.master_key.get_secret_value().encode()

@@ -203,3 +203,58 @@ async def test_an_erasure_request_is_completed_by_the_erasure(services, client, 
     done = r.json()
     assert done["status"] == "completed" and done["handledBy"] == tenant.admin.id
     assert done["completedAt"] and not done["overdue"]
+
+
+async def test_erasure_removes_the_scim_record_and_scim_answers_404(services, client, tenant):
+    from kanvaro.identity.scim.models import ScimGroupMember, ScimUser
+    from tests.identity.scim.conftest import GROUP_SCHEMA, ScimClient, new_token, user_body
+
+    scim = ScimClient(client, *await new_token(tenant), tenant)
+    body = user_body(externalId="okta-00u1canary", displayName="Barbara Canary Jensen")
+    email = body["userName"]
+    r = await scim.post("/Users", body)
+    assert r.status_code == 201, r.text
+    person = r.json()["id"]
+    r = await scim.post(
+        "/Groups",
+        {"schemas": [GROUP_SCHEMA], "displayName": "Canary team", "members": [{"value": person}]},
+    )
+    assert r.status_code == 201, r.text
+
+    r = await _erase(client, tenant, person, email)
+    assert r.status_code == 200, r.text
+    tombstone = r.json()["tombstone"]
+    assert r.json()["scimProvisioned"] is True
+
+    async with services.db.session(tenant_id=uuid.UUID(tenant.id)) as db:
+        row = await db.get(ScimUser, uuid.UUID(person), populate_existing=True)
+        stored = repr({c.key: getattr(row, c.key) for c in ScimUser.__table__.columns})
+        members = (
+            await db.execute(
+                select(ScimGroupMember).where(ScimGroupMember.user_id == uuid.UUID(person))
+            )
+        ).all()
+    for personal in (email.lower(), email.split("@")[0], "okta-00u1canary", "Canary", "Jensen"):
+        assert personal.lower() not in stored.lower(), stored
+    assert row.user_name == row.user_name_key == tombstone and row.deleted_at is not None
+    assert row.external_id is None and row.display_name is None and members == []
+
+    # RFC 7644 §3.6: a deleted resource is not found, and no filter finds it either.
+    r = await scim.get(f"/Users/{person}")
+    assert r.status_code == 404, r.text
+    for attribute, value in (("userName", email), ("externalId", "okta-00u1canary")):
+        r = await scim.get("/Users", filter=f'{attribute} eq "{value}"')
+        assert r.status_code == 200 and r.json()["totalResults"] == 0, r.text
+    r = await scim.get("/Users", count=1000)
+    assert person not in {u["id"] for u in r.json()["Resources"]}
+    # The IdP provisioning the same person again gets a new account, not the tombstone.
+    r = await scim.post("/Users", user_body(email, externalId="okta-00u1canary"))
+    assert r.status_code == 201, r.text
+    assert r.json()["id"] != person
+
+    # Someone SCIM never provisioned is gone from SCIM as well.
+    local = await tenant.member("team_member")
+    assert (await scim.get(f"/Users/{local.id}")).status_code == 200
+    r = await _erase(client, tenant, local.id, local.email)
+    assert r.status_code == 200 and r.json()["scimProvisioned"] is False
+    assert (await scim.get(f"/Users/{local.id}")).status_code == 404

@@ -85,7 +85,7 @@ async def smtp_client(smtp_services: Services) -> AsyncIterator[httpx.AsyncClien
         yield c
 
 
-TOKEN_IN_LINK = re.compile(r"https://kanvaro\.example/accept-invitation#token=([A-Za-z0-9_\-]+)")
+TOKEN_IN_LINK = re.compile(r"https://kanvaro\.example/invitation#token=([A-Za-z0-9_\-]+)")
 
 
 def invitation_token(message: email.message.EmailMessage) -> str:

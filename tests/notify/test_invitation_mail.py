@@ -61,7 +61,7 @@ async def test_the_raw_message_carries_the_exact_link(smtp, first_name):
         settings, first_name=first_name, tenant_name="Initech", token=TOKEN
     )
     link = invitation_link(settings, TOKEN)
-    assert link == f"{PUBLIC}/accept-invitation#token={TOKEN}" and len(link) > 76
+    assert link == f"{PUBLIC}/invitation#token={TOKEN}" and len(link) > 76
     await SmtpMailer("127.0.0.1", port, "kanvaro@example.com", security="none").send(
         "ada@example.com", subject, body
     )

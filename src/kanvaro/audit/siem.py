@@ -8,6 +8,11 @@ Forwarding never blocks or breaks a request: each destination has its own bounde
 sender thread; when a queue is full the event is dropped and counted (``dropped``), and a
 failing destination only increments ``failed``. TCP uses octet-counting framing (RFC 6587
 3.4.1: ``MSG-LEN SP SYSLOG-MSG``) and reconnects after an error.
+
+The webhook's HTTPS honours the system's trust store and certPinning (``KANVARO_TLS_PINS``,
+:mod:`kanvaro.security.outbound`): a pinned SIEM whose key does not match is refused before
+an event is sent, counted as ``failed`` and logged once (``siem_send_failed``) in words that
+name the host.
 """
 
 from __future__ import annotations
@@ -20,18 +25,26 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
 import structlog
 
 from kanvaro.logging import redaction_processor
+from kanvaro.security.outbound import Pins, http_verify, refusal
 
 SECURITY_LOGGER = "kanvaro.security"
 APP_NAME = "kanvaro"
 FACILITY_AUTHPRIV = 10  # RFC 5424 table 1: security/authorization messages
 SEVERITY = {"critical": 2, "error": 3, "warning": 4, "warn": 4, "info": 6, "debug": 7}
 BOM = "\ufeff"
+
+log = structlog.get_logger("kanvaro.siem")  # not kanvaro.security: never forwarded itself
+
+
+class SiemDeliveryError(RuntimeError):
+    """A destination refused an event; the words name the host, never the URL or event."""
 
 
 def _printable(value: str, limit: int) -> str:
@@ -112,16 +125,29 @@ class SyslogTcp:
 
 
 class Webhook:
-    def __init__(self, url: str, timeout: float = 5.0) -> None:
+    """``pins``: certPinning of the webhook's host (None: ``KANVARO_TLS_PINS``)."""
+
+    def __init__(self, url: str, timeout: float = 5.0, *, pins: Pins | str | None = None) -> None:
         self.name = url.split("?", 1)[0]
         self.url = url
-        self.client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self.host = urlsplit(url).hostname or "the SIEM"
+        self.client = httpx.Client(
+            timeout=timeout, follow_redirects=False, verify=http_verify(pins)
+        )
 
     def send(self, event: Mapping[str, Any]) -> None:
         body = orjson.dumps(dict(event), default=str)
-        response = self.client.post(
-            self.url, content=body, headers={"Content-Type": "application/json"}
-        )
+        try:
+            response = self.client.post(
+                self.url, content=body, headers={"Content-Type": "application/json"}
+            )
+        except httpx.HTTPError as exc:
+            words = refusal(exc)
+            if words is None:
+                raise
+            raise SiemDeliveryError(
+                f"the SIEM webhook at {self.host} was refused: {words}"
+            ) from None
         response.raise_for_status()
 
     def close(self) -> None:
@@ -138,6 +164,7 @@ class _Lane:
         self.destination = destination
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
         self.sent = self.failed = self.dropped = 0
+        self.last_error: str | None = None
         self.thread = threading.Thread(
             target=self._run, name=f"siem {destination.name}", daemon=True
         )
@@ -157,8 +184,19 @@ class _Lane:
             try:
                 self.destination.send(event)
                 self.sent += 1
-            except Exception:  # a SIEM outage must never reach the application
+                self.last_error = None
+            except Exception as exc:  # a SIEM outage must never reach the application
                 self.failed += 1
+                self._note(exc)
+
+    def _note(self, exc: Exception) -> None:
+        """Log a failure once per distinct cause: our own errors in their words, any other
+        by type only (an HTTP error's text holds the URL, whose query may hold a token)."""
+        error = str(exc) if isinstance(exc, SiemDeliveryError) else type(exc).__name__
+        if error != self.last_error:
+            self.last_error = error
+            where = getattr(self.destination, "host", None) or self.destination.name
+            log.warning("siem_send_failed", destination=where, error=error)
 
     def stop(self, timeout: float) -> None:
         with contextlib.suppress(queue.Full):
@@ -203,7 +241,9 @@ def from_settings(settings: Any) -> SiemForwarder | None:
     if settings.siem_syslog_tcp:
         destinations.append(SyslogTcp(settings.siem_syslog_tcp))
     if settings.siem_webhook_url:
-        destinations.append(Webhook(settings.siem_webhook_url))
+        destinations.append(
+            Webhook(settings.siem_webhook_url, pins=getattr(settings, "tls_pins", None))
+        )
     if not destinations:
         return None
     return SiemForwarder(destinations, maxsize=settings.siem_queue_size)

@@ -20,6 +20,14 @@ with database access can recompute those, not the signatures.
 The walker keeps the Merkle tree as a compact range (one hash per perfect subtree, O(log n)
 memory), so checking every signed checkpoint's root costs nothing extra while streaming.
 
+Where the chain starts: retention may move the oldest entries to archive segments
+(``kanvaro audit verify --archive``, :mod:`kanvaro.compliance.archive_check`), which walk them
+first and hand the walker over (``start``); the database part continues from there. A chain
+whose database rows start after entry 1 with nothing walked before is refused (``missing`` at
+entry 1, "the start of the chain is not covered") unless ``from_boundary`` is set: then the
+first held entry's predecessor hash is taken on trust, the walk checks every hash and link
+from there, and no Merkle root can be compared (the report says ``startCovered: false``).
+
 In the database, entries are read in pages of ``BATCH`` and checked on the hot path
 (:mod:`kanvaro.audit.hotpath`); an entry it does not accept is re-read and judged by
 :meth:`ChainWalker.step`, the reference path the offline verifier uses too. Pending entries
@@ -60,6 +68,10 @@ class VerifyReport:
     checkpoints_checked: int = 0
     signed_size: int = 0
     broken: ChainBreak | None = None
+    covered_from: int = 1  # the first entry verified (> 1: the start was taken on trust)
+    start_covered: bool = True
+    archived_entries: int = 0  # entries walked from archive segments
+    segments: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +89,10 @@ class VerifyReport:
             "firstBrokenSequence": self.broken.sequence if self.broken else None,
             "breakKind": self.broken.kind if self.broken else None,
             "message": self.broken.message if self.broken else "the chain is intact",
+            "coveredFrom": self.covered_from,
+            "startCovered": self.start_covered,
+            "archivedEntries": self.archived_entries,
+            "segments": self.segments,
         }
 
 
@@ -93,8 +109,21 @@ class ChainWalker:
     erased: int = 0
     checkpoints_checked: int = 0
     _last_good_checkpoint: int = 0
+    # False once seeded mid-chain (:meth:`seed`): no Merkle root can be computed then.
+    merkle_known: bool = True
+    seeded_at: int = 0
     # The Merkle compact range: one subtree root per set bit of `count`, largest first.
     _stack: list[bytes] = field(default_factory=list)
+
+    def seed(self, count: int, head_hash: str) -> None:
+        """Start after entry ``count`` whose record hash is taken to be ``head_hash`` (the
+        entries before it are not available). Roots cannot be compared from here on: the
+        checkpoints are dropped and the compact range holds placeholders of the right shape."""
+        self.count, self.head_hash, self._last_good_checkpoint = count, head_hash, count
+        self.seeded_at = count
+        self._stack = [bytes(32)] * count.bit_count()
+        self.checkpoint_roots = {}
+        self.merkle_known = False
 
     def step(self, doc: dict[str, Any]) -> ChainBreak | None:
         """Check the next entry; raises :class:`NeedsLocate` when its link is broken."""
@@ -266,11 +295,20 @@ async def _reference_step(
         return walker.link_break(doc, await _locate(session, chain_id, doc["previousHash"]))
 
 
-async def _walk(session: AsyncSession, walker: ChainWalker, chain_id: str) -> ChainBreak | None:
+async def walk_database(
+    session: AsyncSession,
+    walker: ChainWalker,
+    chain_id: str,
+    *,
+    after: int = 0,
+    upto: int | None = None,
+) -> ChainBreak | None:
+    """Feed the walker the database's entries after ``after`` (up to ``upto``), in pages."""
     sqlite = session.bind.dialect.name == "sqlite"
-    after = 0
-    while True:
-        rows = await hotpath.read_page(session, chain_id, after, BATCH)
+    while upto is None or after < upto:
+        limit = BATCH if upto is None else min(BATCH, upto - after)
+        page = await hotpath.read_page(session, chain_id, after, limit)
+        rows = page if upto is None else [r for r in page if r[0] <= upto]
         index = 0
         while index < len(rows):
             index, broken = walker.take(rows, index, sqlite=sqlite)
@@ -279,29 +317,86 @@ async def _walk(session: AsyncSession, walker: ChainWalker, chain_id: str) -> Ch
                 index += 1
             if broken is not None:
                 return broken
-        if len(rows) < BATCH:
+        if len(page) < limit or len(rows) < len(page):
             return None
         after = rows[-1][0]
+    return None
 
 
-async def verify_chain(session: AsyncSession, chain_id: str, trusted: TrustedKeys) -> VerifyReport:
+async def first_stored(session: AsyncSession, chain_id: str) -> tuple[int, str] | None:
+    """The first entry the database holds: (sequence number, its previous hash)."""
+    row = (
+        await session.execute(
+            select(AuditLog.sequence_number, AuditLog.previous_hash)
+            .where(AuditLog.chain_id == chain_id)
+            .order_by(AuditLog.sequence_number)
+            .limit(1)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def uncovered_start(first: int, *, archived: bool) -> ChainBreak:
+    where = "the archive segments" if archived else "the database"
+    return ChainBreak(
+        1,
+        "missing",
+        f"the start of the chain is not covered: {where} hold entries from {first} on, entries "
+        f"1..{first - 1} are not there (archived away by retention?); verify with --archive "
+        "DIR naming the archived segments, or with --from-archive-boundary to check entries "
+        f"{first}.. only",
+    )
+
+
+async def verify_chain(
+    session: AsyncSession,
+    chain_id: str,
+    trusted: TrustedKeys,
+    *,
+    start: ChainWalker | None = None,
+    from_boundary: bool = False,
+) -> VerifyReport:
     """Walk one chain in the database, in pages, against its head and its signed checkpoints
-    (after sequencing what is pending)."""
+    (after sequencing what is pending).
+
+    ``start``: a walker that has already verified entries 1..n from elsewhere (archive
+    segments, with the checkpoint roots they carry); the database part continues after n.
+    ``from_boundary``: a database chain whose first rows are gone is verified from its first
+    held entry on (else that is a break: the start is not covered)."""
     await sequencer.settle(session, chain_id)
     roots, forged = await signed_roots(session, chain_id, trusted)
-    walker = ChainWalker(chain_id, roots)
-    broken = await _walk(session, walker, chain_id)
+    walker = start or ChainWalker(chain_id, dict(roots))
+    if start is not None and start.merkle_known:
+        for size, root in roots.items():
+            walker.checkpoint_roots.setdefault(size, root)
+    broken: ChainBreak | None = None
+    first = await first_stored(session, chain_id)
+    if start is None and first is not None and first[0] > 1:
+        if from_boundary:
+            walker.seed(first[0] - 1, first[1])
+        else:
+            broken = uncovered_start(first[0], archived=False)
+    if broken is None:
+        broken = await walk_database(session, walker, chain_id, after=walker.count)
     if broken is None:
         head = await session.get(AuditChainHead, chain_id, populate_existing=True)
         broken = walker.finish(
             expected_size=head.sequence_number if head else None,
             expected_head=head.head_hash if head else None,
         )
+        biggest = max(roots, default=0)
+        if broken is None and not walker.merkle_known and biggest > walker.count:
+            broken = ChainBreak(
+                walker.count + 1,
+                "missing",
+                f"a signed checkpoint covers {biggest} entries, only {walker.count} are present",
+            )
     if forged is not None and (broken is None or forged.sequence < broken.sequence):
         broken = forged
-    report = VerifyReport(chain_id, walker.count, walker.head_hash)
+    report = VerifyReport(chain_id, walker.count - walker.seeded_at, walker.head_hash)
     report.erased = walker.erased
     report.checkpoints_checked = walker.checkpoints_checked
     report.signed_size = max(roots, default=0)
     report.broken = broken
+    report.covered_from, report.start_covered = walker.seeded_at + 1, walker.merkle_known
     return report

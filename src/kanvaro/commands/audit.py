@@ -82,16 +82,91 @@ def _session(db: Any, tenant_id: uuid.UUID | None) -> Any:
     return db.session(tenant_id=tenant_id, all_tenants=tenant_id is None)
 
 
+ArchiveOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--archive",
+        metavar="PATH",
+        help="An audit-log archive segment written by retention, or a folder of them (the "
+        "archive folder or the tenant's folder in it); repeatable. The segments and the "
+        "database are verified as one chain. Needs --tenant.",
+    ),
+]
+
+
+def _describe(report: dict[str, Any]) -> list[str]:
+    """The human lines of one report: what is covered, then the verdict."""
+    lines = [
+        f"  archive segment {Path(s['file']).name}: entries {s['firstSequence']}.."
+        f"{s['lastSequence']} ({s['entries']}), checkpoint of tree size {s['checkpointTreeSize']}"
+        for s in report["segments"]
+    ]
+    chain = report["chainId"]
+    last = report["coveredFrom"] + report["entries"] - 1
+    if report["segments"] and report["ok"]:
+        archived = report["archivedEntries"]
+        lines.append(f"  database: {report['entries'] - archived} entries")
+    if not report["ok"]:
+        lines.append(
+            f"chain {chain}: BROKEN at entry {report['firstBrokenSequence']} "
+            f"({report['breakKind']}): {report['message']}"
+        )
+    elif not report["startCovered"]:
+        lines.append(
+            f"chain {chain}: intact from entry {report['coveredFrom']} on, {report['entries']} "
+            f"entries (START NOT COVERED: entries 1..{report['coveredFrom'] - 1} were not "
+            "checked, the first entry's predecessor hash was taken on trust, no Merkle root "
+            "was compared)"
+        )
+    elif report["segments"]:
+        lines.append(
+            f"chain {chain}: intact, {report['entries']} entries (1..{last}): "
+            f"{report['archivedEntries']} from {len(report['segments'])} archive segments, "
+            f"{report['entries'] - report['archivedEntries']} from the database"
+        )
+    else:
+        lines.append(f"chain {chain}: intact, {report['entries']} entries")
+    return lines
+
+
 @app.command()
 def verify(
     tenant: TenantOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON reports")] = False,
+    archive: ArchiveOption = None,
+    configured_archive: Annotated[
+        bool,
+        typer.Option(
+            "--configured-archive",
+            help="Also read each chain's segments from the configured archive folder "
+            "(KANVARO_ARCHIVE_DIR, default <data dir>/archive, its <tenant> folder)",
+        ),
+    ] = False,
+    from_archive_boundary: Annotated[
+        bool,
+        typer.Option(
+            "--from-archive-boundary",
+            help="When the oldest entries are neither in the database nor in a given "
+            "segment, verify from the first entry present on, taking its predecessor hash on "
+            "trust (without it, such a chain fails: its start is not covered)",
+        ),
+    ] = False,
 ) -> None:
-    """Verify the hash chain (and signed checkpoints) of one chain, or of every chain."""
+    """Verify the hash chain (and signed checkpoints) of one chain, or of every chain;
+    with --archive, across the retention archive segments and the database as one chain."""
+    from kanvaro import cli_support
     from kanvaro.audit.keys import load_trusted
     from kanvaro.audit.verify import verify_chain
+    from kanvaro.compliance.archive_check import verify_with_archive
 
+    if archive and tenant is None:
+        typer.echo("--archive needs --tenant: segments belong to one chain", err=True)
+        raise typer.Exit(2)
     db, master, _ = _database(read_only=True)
+    root = None
+    if configured_archive:
+        settings = cli_support.existing_instance()
+        root = settings.archive_dir or settings.data_dir / "archive"
 
     async def run() -> list[dict[str, Any]]:
         try:
@@ -100,8 +175,19 @@ def verify(
                 trusted = await load_trusted(session, master)
             reports = []
             for chain_id, tenant_id in await _chains(db, tenant):
+                paths = list(archive or [])
+                if root is not None and (root / chain_id).is_dir():
+                    paths.append(root / chain_id)
                 async with _session(db, tenant_id) as session:
-                    reports.append((await verify_chain(session, chain_id, trusted)).to_dict())
+                    if paths:
+                        report = await verify_with_archive(
+                            session, chain_id, trusted, paths, from_boundary=from_archive_boundary
+                        )
+                    else:
+                        report = await verify_chain(
+                            session, chain_id, trusted, from_boundary=from_archive_boundary
+                        )
+                    reports.append(report.to_dict())
             return reports
         finally:
             await db.dispose()
@@ -112,13 +198,9 @@ def verify(
     for report in reports:
         if as_json:
             typer.echo(orjson.dumps(report).decode())
-        elif report["ok"]:
-            typer.echo(f"chain {report['chainId']}: intact, {report['entries']} entries")
         else:
-            typer.echo(
-                f"chain {report['chainId']}: BROKEN at entry {report['firstBrokenSequence']} "
-                f"({report['breakKind']}): {report['message']}"
-            )
+            for line in _describe(report):
+                typer.echo(line)
     if not all(r["ok"] for r in reports):
         raise typer.Exit(1)
 

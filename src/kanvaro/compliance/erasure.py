@@ -10,6 +10,11 @@ entry:
   deactivated;
 * every session ends (and loses its IP, device and place), devices and invitations go;
 * MFA methods, backup codes, open challenges and the MFA configuration go, and SSO links;
+* the SCIM provisioning record loses ``userName``, ``externalId`` and ``displayName`` (the
+  tombstone takes their place) and is marked deleted, so SCIM answers 404 for the person
+  (RFC 7644 §3.6: a deleted resource is not found) and an identity provider provisioning
+  the same ``userName`` again gets a new account, never the tombstone; a person SCIM never
+  provisioned gets such a deleted record too. SCIM group memberships go;
 * the person's data key lineage is shredded (step 1: material dropped, intent recorded; the
   KEK itself is destroyed after commit by ``crypto.shredding.resume_shreds``, or by key
   maintenance if the process stops in between);
@@ -42,6 +47,7 @@ from kanvaro.db import Base, on_commit
 from kanvaro.errors import Conflict, NotFound, Unprocessable
 from kanvaro.identity.mfa.models import MfaBackupCode, MfaChallenge, MfaConfiguration, MfaMethod
 from kanvaro.identity.models import Invitation, User, UserSession
+from kanvaro.identity.scim.models import ScimUser
 from kanvaro.identity.sessions.models import TrustedDevice
 
 ERASED = "erased"  # revoked_reason of the sessions an erasure ends
@@ -49,7 +55,7 @@ TOMBSTONE_DOMAIN = "erased.invalid"  # RFC 2606: can never be a real address
 KEPT_CATEGORIES = ("financial",)
 # Tables of other packages linked to a person, found by name so that compliance depends on
 # no package's internals (SSO is optional).
-LINKED_TABLES = ("sso_sessions", "sso_identities")
+LINKED_TABLES = ("sso_sessions", "sso_identities", "scim_group_members")
 
 
 class LegalHoldConflict(Conflict):
@@ -98,6 +104,23 @@ async def _drop_linked(ctx: Acting, user_id: uuid.UUID) -> dict[str, int]:
             stmt = stmt.where(table.c.tenant_id == ctx.tenant_id)
         counts[name] = (await ctx.db.execute(stmt)).rowcount or 0
     return counts
+
+
+async def _scim_tombstone(ctx: Acting, user_id: uuid.UUID, tombstone: str) -> bool:
+    """The person's SCIM record holds nothing personal and is deleted for SCIM; returns
+    whether SCIM had provisioned him."""
+    now = ctx.services.clock.now()
+    link = await ctx.db.get(ScimUser, user_id)
+    provisioned = link is not None
+    if link is None:
+        link = ScimUser(user_id=user_id, tenant_id=ctx.tenant_id, manages_role=False)
+        ctx.db.add(link)
+    link.user_name = link.user_name_key = tombstone
+    link.external_id = link.display_name = None
+    link.manages_role = False
+    link.deleted_at = link.deleted_at or now
+    await ctx.db.flush()
+    return provisioned
 
 
 async def _end_access(ctx: Acting, user_id: uuid.UUID) -> dict[str, int]:
@@ -178,6 +201,7 @@ async def erase_user(
     summary: dict[str, Any] = {"userId": str(user_id), "tombstone": tombstone}
     summary |= await _end_access(ctx, user_id)
     summary["linked"] = await _drop_linked(ctx, user_id)
+    summary["scimProvisioned"] = await _scim_tombstone(ctx, user_id, tombstone)
     entries = await _audit_entries(ctx, user_id)
     summary["auditEntriesErased"] = await audit_content.erase(ctx.db, entries)
     keyring = ctx.services.keyring

@@ -4,13 +4,19 @@ Per resource type, rows older than ``archiveAfterDays`` are copied to a compress
 archive (``<archive dir>/<tenant>/<type>-<time>.jsonl.gz``, mode 0600; ``kanvaro retention
 read`` shows one), and with ``autoDelete`` rows older than ``retentionDays`` are removed:
 
-* ``audit_logs``: never deleted (the chain must keep every header). Archiving writes each
-  old entry *with* its salt and content and the chain's signed checkpoint to the archive,
-  then clears the content in the database through the narrow erase path
-  (``audit_content``); ``kanvaro audit verify`` still passes (the entries count as erased)
-  and ``kanvaro retention verify-archive`` proves the archive holds exactly the content the
-  database's digests commit to. ``autoDelete`` clears content at ``retentionDays`` without
-  archiving it first.
+* ``audit_logs``: never deleted (the chain must keep every header). Archiving writes a
+  *segment*: every entry after the tenant's last segment up to the newest one older than
+  ``archiveAfterDays``, in order, *with* salt and content, after the chain's signed
+  checkpoint and a ``segment`` record (its range and the first entry's predecessor hash),
+  then an ``end`` record, so consecutive segments form one chain. Then the old entries' content
+  is cleared in the database through the narrow erase path (``audit_content``; a held
+  person's entries are copied but keep their content until the hold ends).
+  ``kanvaro audit verify`` still passes (the entries count as erased); ``kanvaro audit
+  verify --archive DIR`` walks the segments and the database as one chain, and ``kanvaro
+  retention verify-archive`` proves one archive against the database. The next segment
+  starts after the last one found in the tenant's archive folder, so keep the segments
+  there (or at least the newest). ``autoDelete`` clears content at ``retentionDays``
+  without archiving it first.
 * ``user_sessions``: ended sessions; ``compliance_reports``; ``data_subject_requests``:
   closed requests: archived, then deleted.
 * ``time_entries``, ``invoices``: the organisation's books: archived only, never deleted
@@ -34,11 +40,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Date, delete, or_, select
+from sqlalchemy import Date, delete, func, or_, select
 
 from kanvaro.acting import Acting
 from kanvaro.audit import checkpoints, sequencer
-from kanvaro.audit.chain import to_document
+from kanvaro.audit.chain import iter_chain, to_document
 from kanvaro.audit.hashing import timestamp
 from kanvaro.audit.models import AuditLog
 from kanvaro.audit.service import chain_for, to_payload
@@ -219,9 +225,42 @@ async def _apply_rows(
                 await ctx.db.execute(delete(target.model).where(target.model.id.in_(chunk)))
 
 
+def audit_segment_of(path: Path) -> dict[str, Any] | None:
+    """The segment record of an audit-log archive (its first lines only), or None for any
+    other file (another resource type, an archive written before segments, not an archive)."""
+    try:
+        with gzip.open(path, "rb") as handle:  # header, checkpoint, segment
+            header = orjson.loads(handle.readline())
+            handle.readline()
+            segment = orjson.loads(handle.readline())
+    except (OSError, EOFError, ValueError):
+        return None
+    if not isinstance(header, dict) or header.get("format") != ARCHIVE_FORMAT:
+        return None
+    if header.get("resourceType") != "audit_logs":
+        return None
+    if not isinstance(segment, dict) or segment.get("type") != "segment":
+        return None
+    return segment
+
+
+def archived_through(folder: Path, chain_id: str) -> int:
+    """The last entry of this chain that the segments in ``folder`` hold (0: none)."""
+    last = 0
+    for path in folder.glob("audit_logs-*.jsonl.gz") if folder.is_dir() else []:
+        segment = audit_segment_of(path)
+        if segment and segment.get("chainId") == chain_id:
+            last = max(last, int(segment.get("lastSequence") or 0))
+    return last
+
+
 async def _apply_audit(
     ctx: Acting, policy: RetentionPolicy, now: datetime, dry_run: bool, outcome: Outcome
 ) -> None:
+    """Audit entries: a segment (entries n+1..m, every one of them, in order, content and
+    salt included, with a signed checkpoint) continues the tenant's earlier segments, then
+    the content of the old entries is erased (not a held person's: the segment has a copy,
+    the database keeps its own until the hold ends and a later run erases it)."""
     chain = chain_for(ctx.tenant_id)
     await sequencer.settle(ctx.db, chain)
     held = {str(h) for h in await _held_people(ctx)}
@@ -231,40 +270,81 @@ async def _apply_audit(
         if not policy.auto_delete:
             return
         days = policy.retention_days
-    stmt = (
-        select(AuditLog)
-        .where(
-            AuditLog.chain_id == chain,
-            AuditLog.created_at < now - timedelta(days=days),
-            AuditLog.content_salt.is_not(None),
-            AuditLog.content_digest.is_not(None),
+    cutoff = now - timedelta(days=days)
+
+    def erasable(row: AuditLog) -> bool:
+        if row.content_salt is None or row.content_digest is None or row.created_at >= cutoff:
+            return False
+        return not held or (str(row.actor_id) not in held and row.resource_id not in held)
+
+    if not archive_first:  # autoDelete alone: the content goes, no copy is kept
+        stmt = (
+            select(AuditLog)
+            .where(
+                AuditLog.chain_id == chain,
+                AuditLog.created_at < cutoff,
+                AuditLog.content_salt.is_not(None),
+                AuditLog.content_digest.is_not(None),
+            )
+            .order_by(AuditLog.sequence_number)
         )
-        .order_by(AuditLog.sequence_number)
-    )
-    rows = [
-        r
-        for r in (await ctx.db.execute(stmt)).scalars()
-        if not held or (str(r.actor_id) not in held and r.resource_id not in held)
-    ]
-    outcome.archived = len(rows) if archive_first else 0
-    outcome.deleted = 0 if archive_first else len(rows)
-    if not rows or dry_run:
+        ids = [r.id for r in (await ctx.db.execute(stmt)).scalars() if erasable(r)]
+        outcome.deleted = len(ids)
+        if ids and not dry_run:
+            await audit_content.erase(ctx.db, ids)
         return
-    if archive_first:
+    folder = archive_dir(ctx.services) / str(ctx.tenant_id)
+    after = archived_through(folder, chain)
+    end = (
+        await ctx.db.execute(
+            select(func.max(AuditLog.sequence_number)).where(
+                AuditLog.chain_id == chain, AuditLog.created_at < cutoff
+            )
+        )
+    ).scalar_one_or_none() or 0
+    outcome.archived = max(end - after, 0)
+    if dry_run:
+        return
+    erase: list[uuid.UUID] = []
+    if after:  # entries an earlier segment copied whose content stayed (a hold since ended)
+        earlier = select(AuditLog).where(
+            AuditLog.chain_id == chain,
+            AuditLog.sequence_number <= min(after, end),
+            AuditLog.created_at < cutoff,
+            AuditLog.content_salt.is_not(None),
+        )
+        erase += [r.id for r in (await ctx.db.execute(earlier)).scalars() if erasable(r)]
+    if end > after:
         checkpoint = await checkpoints.issue_checkpoint(ctx, tenant_id=ctx.tenant_id)
         signer, _ = await checkpoints.checkpoint_keys(ctx)
         archive = Archive(archive_dir(ctx.services), ctx.tenant_id, "audit_logs", now)
         try:
-            archive.line({"type": "checkpoint", "chainId": chain,
-                          "publicKey": signer.verifier.encode(),
-                          "treeSize": checkpoint.tree_size if checkpoint else 0,
-                          "signedNote": checkpoint.signed_note if checkpoint else None})  # fmt: skip
-            for row in rows:
+            written, last_hash = 0, None
+            async for row in iter_chain(ctx.db, chain, after=after, upto=end, batch=BATCH):
+                if written == 0:
+                    archive.line({"type": "checkpoint", "chainId": chain,
+                                  "publicKey": signer.verifier.encode(),
+                                  "treeSize": checkpoint.tree_size if checkpoint else 0,
+                                  "signedNote": checkpoint.signed_note if checkpoint else None})  # fmt: skip
+                    archive.line({"type": "segment", "chainId": chain,
+                                  "firstSequence": after + 1, "lastSequence": end,
+                                  "previousHash": row.previous_hash})  # fmt: skip
                 archive.row(to_document(row))
+                written, last_hash = written + 1, row.record_hash
+                if erasable(row):
+                    erase.append(row.id)
+            archive.line({"type": "end", "entries": written, "lastSequence": end,
+                          "lastRecordHash": last_hash})  # fmt: skip
         finally:
             archive.close()
+        if written != end - after:
+            archive.path.unlink(missing_ok=True)
+            raise checkpoints.ChainBroken(
+                f"The audit chain lacks entries between {after + 1} and {end}; run a verification."
+            )
         outcome.archive = str(archive.path)
-    await audit_content.erase(ctx.db, [r.id for r in rows])
+    if erase:
+        await audit_content.erase(ctx.db, erase)
 
 
 async def apply_policy(

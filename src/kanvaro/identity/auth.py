@@ -186,6 +186,36 @@ async def login(
     assessment = await _assess(services, session, factor, client, policy, now)
     if assessment.decision == signin.DENY:
         await _refuse_risky(services, factor, assessment, context)
+    step = await second_step(
+        services, session, factor, assessment, context=context, now=now, first_method="password"
+    )
+    if isinstance(step, MfaStep):
+        return step
+    opened = await open_session(
+        services,
+        session,
+        factor,
+        context=context,
+        client=client,
+        assessment=assessment,
+        enrollment_only=step,
+    )
+    return await issue_tokens(services, session, opened)
+
+
+async def second_step(
+    services: Services,
+    session: AsyncSession,
+    factor: FirstFactor,
+    assessment: signin.Assessment,
+    *,
+    context: AuditContext,
+    now: datetime,
+    first_method: str,
+) -> MfaStep | bool:
+    """After a first factor (a password, an SSO provider's word): the MFA challenge when the
+    user must prove a second factor now (MFA methods, an untrusted device, a risky sign-in),
+    else whether the session may only enroll a factor (the policy requires one he lacks)."""
     need = await mfa_flow.needed(
         services,
         session,
@@ -195,27 +225,19 @@ async def login(
         risk_wants_mfa=assessment.decision == signin.REQUIRE_MFA,
         now=now,
     )
-    if need.second_step:
-        return await mfa_flow.begin(
-            services,
-            session,
-            user_id=factor.user_id,
-            tenant_id=factor.tenant_id,
-            password_hash=factor.password_hash,
-            methods=need.methods,
-            context=context,
-            now=now,
-        )
-    opened = await open_session(
+    if not need.second_step:
+        return need.enrollment_only
+    return await mfa_flow.begin(
         services,
         session,
-        factor,
+        user_id=factor.user_id,
+        tenant_id=factor.tenant_id,
+        password_hash=factor.password_hash,
+        methods=need.methods,
         context=context,
-        client=client,
-        assessment=assessment,
-        enrollment_only=need.enrollment_only,
+        now=now,
+        first_method=first_method,
     )
-    return await issue_tokens(services, session, opened)
 
 
 async def complete_second_step(

@@ -15,11 +15,11 @@ from kanvaro.http_helpers import IfMatch, set_etag
 from kanvaro.identity import user_service
 from kanvaro.identity.models import User
 from kanvaro.identity.schemas import InvitationSentOut, UserCreate, UserOut, UserUpdate
+from kanvaro.identity.user_service import visible_users
 from kanvaro.resources import escape_like
 from kanvaro.schemas import Page, QueryBool, page_of, paginate
 from kanvaro.security.permissions import Permission as P
 from kanvaro.tenancy.models import Role
-from kanvaro.work.models import ProjectMember
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 # Writes check their permission in the service: it depends on the body (password or not,
@@ -27,17 +27,6 @@ router = APIRouter(prefix="/api/v1/users", tags=["users"])
 Inviter = Annotated[Ctx, require_any(P.USER_MANAGE, P.TEAM_INVITE)]
 Changer = Annotated[Ctx, require_any(P.USER_MANAGE, P.TEAM_REMOVE)]
 Reader = Annotated[Ctx, require(P.TEAM_READ)]
-
-
-def _visible(ctx: Ctx, stmt: Any) -> Any:
-    """Project-scoped roles see themselves and the people they share a project with."""
-    if not ctx.principal.project_scoped:
-        return stmt
-    # Project membership is work's table; identity reads it (a model, below the services) but
-    # not work's helpers, so imports keep running one way.
-    mine = select(ProjectMember.project_id).where(ProjectMember.user_id == ctx.actor_id)
-    shared = select(ProjectMember.user_id).where(ProjectMember.project_id.in_(mine))
-    return stmt.where(or_(User.id == ctx.actor_id, User.id.in_(shared)))
 
 
 def _sees_phones(ctx: Ctx) -> bool:
@@ -54,7 +43,7 @@ def _phone_shown(ctx: Ctx, out: UserOut) -> UserOut:
 
 
 async def _user(ctx: Ctx, user_id: uuid.UUID) -> User:
-    stmt = _visible(ctx, select(User).where(User.id == user_id))
+    stmt = visible_users(ctx, select(User).where(User.id == user_id))
     user = (await ctx.db.execute(stmt)).scalar_one_or_none()
     if user is None:
         raise NotFound("No such user.")
@@ -72,7 +61,7 @@ async def list_users(
     q: Annotated[str | None, Query(max_length=100)] = None,
     phone: Annotated[str | None, Query(max_length=32)] = None,
 ) -> dict[str, Any]:
-    stmt = _visible(ctx, select(User))
+    stmt = visible_users(ctx, select(User))
     if phone:
         # Equality on the encrypted phone through its blind index (normalized to E.164).
         digest = blind_index_for(ctx.services.keyring, "users.phone", ctx.tenant_id, phone)

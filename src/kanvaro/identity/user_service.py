@@ -17,7 +17,7 @@ import uuid
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from kanvaro.acting import Acting as Ctx
 from kanvaro.audit import service as audit
@@ -40,6 +40,7 @@ from kanvaro.tenancy.role_service import (
     role_by_name,
 )
 from kanvaro.tenancy.service import password_policy
+from kanvaro.work.models import ProjectMember
 
 log = structlog.get_logger("kanvaro.users")
 
@@ -280,3 +281,14 @@ async def delete_member(ctx: Ctx, user: User) -> None:
         resource_id=user.id,
         changes=audit.diff(before, _snapshot(user, role)),
     )
+
+
+def visible_users(ctx: Ctx, stmt: Any) -> Any:
+    """Project-scoped roles see themselves and the people they share a project with."""
+    if not ctx.principal.project_scoped:
+        return stmt
+    # Project membership is work's table; identity reads it (a model, below the services) but
+    # not work's helpers, so imports keep running one way.
+    mine = select(ProjectMember.project_id).where(ProjectMember.user_id == ctx.actor_id)
+    shared = select(ProjectMember.user_id).where(ProjectMember.project_id.in_(mine))
+    return stmt.where(or_(User.id == ctx.actor_id, User.id.in_(shared)))

@@ -37,5 +37,11 @@ class RequestIdMiddleware:
                 ]
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        # bind + reset rather than ``bound_contextvars``: that one first copies every bound
+        # variable (``get_contextvars``), ~1.5 % of a secured read's profile. Same effect:
+        # the id is bound for the request, and what was bound before comes back after.
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
             await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)

@@ -45,11 +45,12 @@ class ConfiguredMailer:
         *,
         ca_file: Path | None = None,
         timeout: float = 10.0,
+        pins: str | None = None,
         refresh_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db, self.fallback = db, fallback
-        self.ca_file, self.timeout = ca_file, timeout
+        self.ca_file, self.timeout, self.pins = ca_file, timeout, pins
         self.refresh_seconds, self._clock = refresh_seconds, clock
         self._lock = asyncio.Lock()
         self._read_at: float | None = None
@@ -122,6 +123,7 @@ class ConfiguredMailer:
                 password=relay.password,
                 ca_file=self.ca_file,
                 timeout=self.timeout,
+                pins=self.pins,
             )
         except MailError as exc:
             log.error("mail_settings_refused", error=str(exc))

@@ -1,7 +1,7 @@
 """The invitation mail: its link on the server's public URL, and its sending after commit.
 
-The link is ``<KANVARO_PUBLIC_URL>/accept-invitation#token=<token>``: the page served there
-(``kanvaro.web.invitation``) accepts the invitation. The token travels in the fragment, which
+The link is ``<KANVARO_PUBLIC_URL>/invitation#token=<token>``: the console page served there
+(``kanvaro.web.console.signin.invitation``) accepts the invitation. The token travels in the fragment, which
 browsers send to no server and in no ``Referer``. The mail goes out only once the transaction
 that created the user and the invitation has committed (``kanvaro.db.on_commit``): a rolled-back
 invitation sends nothing, and no mail server is talked to while a transaction holds locks.
@@ -27,7 +27,7 @@ DEFAULT_PUBLIC_URL = "http://localhost:8000"
 
 
 def invitation_link(settings: Settings, token: str) -> str:
-    return f"{settings.public_url.rstrip('/')}/accept-invitation#token={token}"
+    return f"{settings.public_url.rstrip('/')}/invitation#token={token}"
 
 
 def invitation_mail(

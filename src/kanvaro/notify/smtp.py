@@ -5,6 +5,10 @@ Security decisions fail closed: a server that does not offer STARTTLS when it wa
 not talked to in plaintext, a certificate that does not verify (system CAs, or only the CA
 file when one is set) ends the connection, and credentials are refused for an unencrypted
 connection to anything but a loopback address before any connection is made.
+
+certPinning (``KANVARO_TLS_PINS``, :mod:`kanvaro.security.outbound`) applies to STARTTLS and
+implicit TLS alike: a pinned relay whose key does not match is refused right after the
+handshake, before AUTH or a message.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import structlog
 
 from kanvaro.config import SMTP_DEFAULT_PORTS, SmtpSecurity, is_loopback_host
 from kanvaro.notify.email import MailError, message
+from kanvaro.security.outbound import PINS_VARIABLE, Pins, client_context, refusal, resolve
 
 log = structlog.get_logger("kanvaro.mail")
 
@@ -28,12 +33,11 @@ class MailConfigError(MailError, ValueError):
     """Settings that are refused before anything is sent."""
 
 
-def tls_context(ca_file: Path | None = None) -> ssl.SSLContext:
+def tls_context(ca_file: Path | None = None, pins: Pins | str | None = None) -> ssl.SSLContext:
     """Verifying client context: hostname checked, TLS 1.2 at least; with ``ca_file`` only
-    that CA is trusted (a private relay, or a test's throwaway CA)."""
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
+    that CA is trusted (a private relay, or a test's throwaway CA); the relay's pins checked
+    (``pins`` None: ``KANVARO_TLS_PINS``; a malformed value raises ValueError)."""
+    return client_context(pins, ca_file=ca_file)
 
 
 def check_relay(host: str, security: SmtpSecurity, username: str | None) -> None:
@@ -61,6 +65,7 @@ class SmtpMailer:
         password: str | None = None,
         ca_file: Path | None = None,
         timeout: float = 10.0,
+        pins: Pins | str | None = None,
     ) -> None:
         self.security = SmtpSecurity(security)
         check_relay(host, self.security, username)
@@ -70,7 +75,18 @@ class SmtpMailer:
         self.port = port or SMTP_DEFAULT_PORTS[self.security]
         self.username, self._password = username or None, password
         # Built once: loading the system's CA store costs milliseconds per connection.
-        self._context = None if self.security is SmtpSecurity.none else tls_context(ca_file)
+        try:
+            pinned = resolve(pins)
+        except ValueError as exc:  # malformed pins: parse_pins names the entry, no pin value
+            raise MailConfigError(str(exc)) from None
+        if self.security is SmtpSecurity.none:
+            if host.lower() in pinned:  # pins promise TLS to that host: never plaintext
+                raise MailConfigError(
+                    f"{host} has pins in {PINS_VARIABLE}: use security starttls or tls"
+                )
+            self._context = None
+        else:
+            self._context = tls_context(ca_file, pinned)
         if self.security is SmtpSecurity.none and not is_loopback_host(host):
             log.warning("smtp_unencrypted", host=host, port=self.port)
 
@@ -116,10 +132,13 @@ class SmtpMailer:
 def explain(exc: BaseException, host: str, port: int) -> str:
     """What went wrong, for an admin; built from error codes and the server's reply only."""
     where = f"{host}:{port}"
+    pinned = refusal(exc)
+    if pinned is not None:  # before SSLError: a pin refusal is one, and has no reason code
+        return f"{where} was refused: {pinned}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"the certificate of {where} was refused: {exc.verify_message or exc.reason}"
     if isinstance(exc, ssl.SSLError):
-        reason = exc.reason or type(exc).__name__
+        reason = getattr(exc, "reason", None) or type(exc).__name__
         return f"TLS with {where} failed ({reason}): is the security mode right for this port?"
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return f"{where} refused the username or password ({exc.smtp_code})"

@@ -9,8 +9,11 @@ checks (pinning narrows trust, never replaces it); hosts without pins are unaffe
 
 Pinning the SPKI rather than the certificate survives certificate renewals with the same key.
 :class:`PinnedContext` is an ``ssl.SSLContext`` whose ``wrap_socket`` checks the pin once the
-handshake is done, so any client that takes an ``SSLContext`` (urllib3, requests adapters,
-httpx, smtplib, aiosmtplib) gets it without knowing about pins.
+handshake is done, and whose memory-BIO objects (``wrap_bio``: asyncio and anyio, so
+httpx.AsyncClient) check it when their handshake completes, so any client that takes an
+``SSLContext`` (urllib3, requests adapters, httpx sync and async, smtplib, aiosmtplib) gets it
+without knowing about pins. :mod:`kanvaro.security.outbound` builds the contexts of the other
+outbound peers (IdPs, SIEM webhook, SMTP, SMS gateway).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 class PinMismatch(ssl.SSLError):
     """The peer's public key is not one of the pins configured for its host."""
+
+    host: str = ""  # the peer host whose pins were not matched (never a URL: it may hold secrets)
 
 
 def spki_sha256(der_certificate: bytes) -> str:
@@ -57,19 +62,42 @@ def parse_pins(text: str) -> dict[str, frozenset[str]]:
     return pins
 
 
+class _PinnedObject(ssl.SSLObject):
+    """The memory-BIO side (``wrap_bio``: asyncio, anyio and so httpx.AsyncClient never call
+    ``wrap_socket``): the pin is checked when the handshake completes, before any data."""
+
+    def do_handshake(self) -> None:
+        super().do_handshake()  # SSLWantReadError/WantWrite until done: nothing to check yet
+        check(getattr(self.context, "pins", {}), self.server_hostname or "", self.getpeercert(True))
+
+
 class PinnedContext(ssl.SSLContext):
     """A client context that checks ``pins[server_hostname]`` after every handshake."""
 
     pins: dict[str, frozenset[str]]
+    sslobject_class = _PinnedObject
 
-    def __new__(cls, pins: dict[str, frozenset[str]], protocol: int = ssl.PROTOCOL_TLS_CLIENT):
+    def __new__(
+        cls,
+        pins: dict[str, frozenset[str]],
+        protocol: int = ssl.PROTOCOL_TLS_CLIENT,
+        **_: Any,
+    ):
         context = super().__new__(cls, protocol)
         context.pins = pins
         return context
 
-    def __init__(self, pins: dict[str, frozenset[str]], protocol: int = ssl.PROTOCOL_TLS_CLIENT):
-        # ssl.SSLContext is set up in __new__ (it has no __init__ of its own).
-        self.load_default_certs()
+    def __init__(
+        self,
+        pins: dict[str, frozenset[str]],
+        protocol: int = ssl.PROTOCOL_TLS_CLIENT,
+        *,
+        system_store: bool = True,
+    ):
+        # ssl.SSLContext is set up in __new__ (it has no __init__ of its own). Without the
+        # system store the caller loads the only CA it trusts (security/outbound.py).
+        if system_store:
+            self.load_default_certs()
 
     def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
         tls = super().wrap_socket(sock, *args, **kwargs)
@@ -87,7 +115,21 @@ def check(pins: dict[str, frozenset[str]], host: str, der: bytes | None) -> None
     if not wanted:
         return
     if der is None or spki_sha256(der) not in wanted:
-        raise PinMismatch(f"TLS pin mismatch: {host}'s public key is not one of its pins")
+        error = PinMismatch(f"TLS pin mismatch: {host}'s public key is not one of its pins")
+        error.host = host.lower()
+        raise error
+
+
+def pin_failure(exc: BaseException | None) -> PinMismatch | None:
+    """The :class:`PinMismatch` behind ``exc`` (HTTP clients wrap it in their own connect
+    errors, as ``__cause__``/``__context__``), or None when the failure was something else."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, PinMismatch):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def pinned_context(

@@ -45,7 +45,7 @@ _ASSET_CACHE = {"Cache-Control": "public, max-age=86400"}
 router = APIRouter(dependencies=[public()])
 
 
-@router.get("/", summary="Where to start", tags=["meta"])
+@router.get(API_PREFIX, summary="Where to start", tags=["meta"])
 async def index() -> dict[str, Any]:
     """Links to the documentation, the OpenAPI document and the health checks."""
     return {

@@ -15,6 +15,7 @@ import pytest
 from kanvaro.identity.sso import oidc
 from kanvaro.identity.sso.requests import BROWSER_COOKIE
 from tests.conftest import TenantFixture
+from tests.identity.sso.dns_zone import _dns_server, dns_zone  # noqa: F401 - fixtures
 from tests.identity.sso.idp import Idp, path_of, running, through_idp
 from tests.identity.sso.saml_fixtures import (  # noqa: F401 - the SAML tests' fixtures
     _saml_peer_reset,

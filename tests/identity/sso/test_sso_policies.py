@@ -18,6 +18,7 @@ from kanvaro.services import Services
 from tests.conftest import PASSWORD, TenantFixture
 from tests.identity.mfa.policy_support import add_method
 from tests.identity.sso.conftest import make_provider, session_cookies, sso_sign_in
+from tests.identity.sso.dns_zone import Zone, verify_domain
 from tests.identity.sso.idp import Idp, new_key
 
 
@@ -121,16 +122,13 @@ async def test_sso_required_leaves_passwords_to_break_glass_admins(tenant: Tenan
 
 
 async def test_home_realm_discovery_and_the_sign_in_page(
-    tenant: TenantFixture, oidc_idp: Idp
+    tenant: TenantFixture, oidc_idp: Idp, dns_zone: Zone
 ) -> None:
     setup = await make_provider(tenant, oidc_idp)
     body = {"email": f"kim@{setup.domain}", "tenant": tenant.slug}
     unverified = await tenant.client.post("/api/v1/sso/discover", json=body)
     assert unverified.status_code == 200 and unverified.json()["sso"] is False
-    r = await tenant.client.put(
-        "/api/v1/sso/policy", headers=tenant.admin.headers, json={"verifiedDomains": [setup.domain]}
-    )
-    assert r.status_code == 200, r.text
+    await verify_domain(tenant, dns_zone, setup.domain)  # the TXT record, checked by DNS
     found = await tenant.client.post("/api/v1/sso/discover", json=body)
     assert found.json()["sso"] is True and found.json()["providerId"] == setup.id
     assert found.json()["loginUrl"].endswith(f"/t/{tenant.slug}/sso/{setup.id}/login")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
 from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from kanvaro.security.ratelimit.limiter import Limit, Limiter, lease_size
 from kanvaro.security.ratelimit.store import open_storage
@@ -65,3 +68,37 @@ async def test_a_dead_store_refuses_closed_limits_and_passes_open_ones():
     assert not refused.allowed and refused.unavailable
     passed = await limiter.take(open_, "k")
     assert passed.allowed and not passed.unavailable
+
+
+class _YieldingMemory(MemoryStorage):
+    """The memory store answering after a turn of the event loop, as a network store does."""
+
+    async def acquire_sliding_window_entry(self, *args, **kwargs):
+        await asyncio.sleep(0)
+        return await super().acquire_sliding_window_entry(*args, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_concurrent_requests_share_one_refill(kind):
+    """Requests that find the lease spent while a refill is on its way wait for it: the store
+    counts one lease per refill, not one per waiting request (which also made the limit
+    stricter than configured under concurrency)."""
+    if kind == "redis" and not REDIS_URL:
+        pytest.skip("needs Redis (KANVARO_TEST_REDIS_URL)")
+    storage = open_storage(REDIS_URL) if kind == "redis" else _YieldingMemory()
+    limiter = Limiter(storage)
+    limit = Limit(f"t-herd-{id(storage)}", RateLimitItemPerMinute(1000))
+    decisions = await asyncio.gather(*(limiter.take(limit, "k") for _ in range(64)))
+    assert all(d.allowed for d in decisions)
+    stats = await SlidingWindowCounterRateLimiter(storage).get_window_stats(
+        limit.item, limit.name, "k"
+    )
+    assert 1000 - stats.remaining <= 64 + lease_size(1000)
+
+
+async def test_waiters_of_a_failed_refill_fail_closed():
+    """The refill they waited for failed: a closed limit refuses every waiter too."""
+    limiter = Limiter(open_storage(f"redis://127.0.0.1:{_closed_port()}/0"))
+    limit = Limit("t-herd-closed", RateLimitItemPerMinute(1000), fail_closed=True)
+    decisions = await asyncio.gather(*(limiter.take(limit, "k") for _ in range(8)))
+    assert all(not d.allowed and d.unavailable for d in decisions)

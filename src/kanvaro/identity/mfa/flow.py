@@ -111,12 +111,15 @@ async def begin(
     methods: tuple[str, ...],
     context: AuditContext,
     now: datetime,
+    first_method: str = "password",
 ) -> MfaStep:
-    """A sign-in challenge for a user whose password was just verified."""
+    """A sign-in challenge for a user whose first factor (``first_method``: the password, or
+    an SSO identity provider's word) was just verified."""
     challenge = MfaChallenge(
         tenant_id=tenant_id,
         user_id=user_id,
         purpose="sign_in",
+        first_method=first_method,
         expires_at=now + CHALLENGE_TTL,
         password_hash=password_hash,
         client={"ip": context.ip_address, "userAgent": (context.user_agent or "")[:512]},

@@ -5,7 +5,9 @@ The HTTP sender posts a JSON body built from an admin's template, so any provide
 JSON fits without code: the template is parsed once and ``{to}`` and ``{text}`` are replaced
 inside its strings, then the whole is serialised again, so a message can never break out of
 its string (no text substitution into raw JSON). Errors name the provider's status, never the
-message (it holds a code) or the auth header (a secret).
+message (it holds a code) or the auth header (a secret). Its HTTPS honours the system's trust
+store and certPinning (``KANVARO_TLS_PINS``, :mod:`kanvaro.security.outbound`): a pinned
+gateway whose key does not match is refused before the message or the auth header is sent.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import os
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
 
 from kanvaro.config import Settings, SmsProvider, check_sms_template
+from kanvaro.security.outbound import Pins, http_verify, refusal
 
 if TYPE_CHECKING:
     from kanvaro.services import Services
@@ -37,10 +41,18 @@ class SmsError(RuntimeError):
 
 class HttpSmsSender:
     def __init__(
-        self, url: str, template: str, *, auth_header: str | None = None, timeout: float = 10.0
+        self,
+        url: str,
+        template: str,
+        *,
+        auth_header: str | None = None,
+        timeout: float = 10.0,
+        pins: Pins | str | None = None,
     ) -> None:
+        """``pins``: certPinning of the gateway's host (None: ``KANVARO_TLS_PINS``)."""
         check_sms_template(template)
         self.url, self.timeout = url, timeout
+        self._verify = http_verify(pins)
         self._template: Any = json.loads(template)
         self._headers = {"Content-Type": "application/json"}
         if auth_header:
@@ -58,13 +70,19 @@ class HttpSmsSender:
 
     async def send(self, to: str, text: str) -> None:
         try:
-            async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
+            async with httpx.AsyncClient(
+                timeout=self.timeout, follow_redirects=False, verify=self._verify
+            ) as client:
                 answer = await client.post(
                     self.url, content=self.body(to, text), headers=self._headers
                 )
         except httpx.TimeoutException:
             raise SmsError("no answer from the SMS provider in time") from None
         except httpx.HTTPError as exc:
+            words = refusal(exc)
+            if words is not None:
+                host = urlsplit(self.url).hostname or "the SMS provider"
+                raise SmsError(f"the SMS provider at {host} was refused: {words}") from None
             raise SmsError(f"cannot reach the SMS provider ({type(exc).__name__})") from None
         if not answer.is_success:
             raise SmsError(f"the SMS provider answered {answer.status_code}")
@@ -112,6 +130,7 @@ def from_settings(settings: Settings) -> SmsSender | None:
             settings.sms_http_template,
             auth_header=auth.get_secret_value() if auth else None,
             timeout=settings.sms_http_timeout_seconds,
+            pins=settings.tls_pins,
         )
     return None
 

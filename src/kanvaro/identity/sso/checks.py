@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from kanvaro.acting import Acting
-from kanvaro.identity.sso import oidc, policy, providers, schemas
+from kanvaro.identity.sso import domains, oidc, policy, providers, schemas
 from kanvaro.identity.sso.errors import SsoRefused
 from kanvaro.identity.sso.models import OIDC, SAML, SsoProvider
 from kanvaro.tenancy.models import Role
@@ -50,12 +50,12 @@ async def run(ctx: Acting, provider: SsoProvider) -> dict[str, Any]:
             "No email domain is allowed for SSO: set allowedDomains in the SSO policy or "
             "domains on the provider, or every sign-in is refused."
         )
-    stray = set(getattr(cfg, "domains", [])) - set(tenant_policy.verified_domains)
+    proven = set(tenant_policy.verified_domains)  # DNS-verified, IDNA form
+    stray = {d for d in getattr(cfg, "domains", []) if domains.comparable(d) not in proven}
     if stray:
         problems.append(
-            "Home-realm discovery ignores domains the tenant has not verified: "
-            + ", ".join(sorted(stray))
-            + "."
+            "Home-realm discovery ignores domains the tenant has not verified by DNS "
+            "(/api/v1/sso/domains): " + ", ".join(sorted(stray)) + "."
         )
     if provider.provider_type == SAML:
         checked.append("saml")

@@ -1,6 +1,6 @@
 """The public side of SSO: start a sign-in (``/api/v1/sso/{providerId}/login``, or at the
 tenant's address ``/t/{slug}/sso/{providerId}/login``), the OIDC/OAuth2 callback, home-realm
-discovery by a verified email domain, and OIDC back-channel logout.
+discovery by an email domain verified by DNS, and OIDC back-channel logout.
 
 SAML providers start at their own ``.../saml/login`` (``saml_routes``); the generic login
 sends the browser there.
@@ -22,8 +22,15 @@ from kanvaro.deps import audit_context, public_db, services_of
 from kanvaro.errors import NotFound
 from kanvaro.identity.auth_routes import TenantSlug, sign_in_request
 from kanvaro.identity.emails import InvalidEmail, normalize_email
-from kanvaro.identity.sso import browser, logout, oidc, providers, requests, sign_in
-from kanvaro.identity.sso.models import OAUTH2, OIDC, SAML, SsoPolicyRow, SsoProvider
+from kanvaro.identity.sso import browser, domains, logout, oidc, providers, requests, sign_in
+from kanvaro.identity.sso.models import (
+    DOMAIN_VERIFIED,
+    OAUTH2,
+    OIDC,
+    SAML,
+    SsoDomain,
+    SsoProvider,
+)
 from kanvaro.identity.sso.schemas import DiscoverIn, DiscoverOut
 from kanvaro.tenancy.models import Tenant
 
@@ -175,20 +182,26 @@ async def tenant_sso_callback(
 @router.post("/discover", response_model=DiscoverOut, response_model_by_alias=True)
 async def discover(body: DiscoverIn, request: Request, db: PublicDb) -> dict[str, Any]:
     """Home-realm discovery: the provider that serves the address's domain, when a tenant
-    (the one named, or else the only one) has verified that domain. The answer depends on the
-    domain alone, never on whether the address has an account."""
+    (the one named, or else the only one) has verified that domain by DNS. The answer depends
+    on the domain alone, never on whether the address has an account."""
     try:
-        domain = normalize_email(body.email).rsplit("@", 1)[1]
-    except InvalidEmail:
+        domain = domains.ascii_domain(normalize_email(body.email).rsplit("@", 1)[1])
+    except (InvalidEmail, domains.InvalidDomain):
         return {"sso": False}
+    # At most one tenant holds a domain verified (a unique index); the count still decides,
+    # so that discovery fails closed should that ever not hold.
     query = (
-        select(SsoPolicyRow.tenant_id, SsoPolicyRow.verified_domains, Tenant.slug)
-        .join(Tenant, Tenant.id == SsoPolicyRow.tenant_id)
-        .where(Tenant.status == "active")
+        select(SsoDomain.tenant_id, Tenant.slug)
+        .join(Tenant, Tenant.id == SsoDomain.tenant_id)
+        .where(
+            SsoDomain.domain == domain,
+            SsoDomain.status == DOMAIN_VERIFIED,
+            Tenant.status == "active",
+        )
     )
     if body.tenant:
         query = query.where(Tenant.slug == body.tenant.strip().lower())
-    tenants = [r for r in (await db.execute(query)).all() if domain in (r.verified_domains or [])]
+    tenants = (await db.execute(query.limit(2))).all()
     if len(tenants) != 1:
         return {"sso": False}
     found = tenants[0]
@@ -198,7 +211,7 @@ async def discover(body: DiscoverIn, request: Request, db: PublicDb) -> dict[str
         .order_by(SsoProvider.name)
     )
     for provider in rows.scalars():
-        if domain in (provider.config.get("domains") or []):
+        if domain in {domains.comparable(d) for d in provider.config.get("domains") or []}:
             base = services_of(request).settings.public_url.rstrip("/")
             return {
                 "sso": True,

@@ -1,7 +1,8 @@
 """Single sign-on (issue 13, seed 004 ``sso_providers`` / ``sso_sessions``): a tenant's
 identity providers, the links between an IdP's subject and our user, the SSO sessions (the
-IdP's session next to ours, for logout), the tenant's SSO policy, the short-lived records of a
-sign-in in flight, and the assertion ids already seen (replay).
+IdP's session next to ours, for logout), the tenant's SSO policy, the email domains it proved
+by DNS (home-realm discovery), the short-lived records of a sign-in in flight, and the
+assertion ids already seen (replay).
 
 Secrets (an OIDC client secret, a SAML SP private key) never sit in ``config``: they live in
 ``secrets`` (a JSON object), encrypted at rest under the tenant's data key.
@@ -13,7 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kanvaro.crypto.fields import Encrypted, EncryptedText
@@ -93,19 +94,54 @@ class SsoSession(TenantScoped, Base):
 
 class SsoPolicyRow(TenantScoped, Versioned, Base):
     """The tenant's SSO policy (one row; defaults when none): which email domains SSO may
-    sign in (and which of them, verified, route home-realm discovery), whether SSO identities
-    may be linked to existing local accounts, whether password sign-in is closed except for
-    the named break-glass admins."""
+    sign in, whether SSO identities may be linked to existing local accounts, whether
+    password sign-in is closed except for the named break-glass admins. The domains that
+    route home-realm discovery are the DNS-verified ``sso_domains``, not a field here."""
 
     __tablename__ = "sso_policies"
     __table_args__ = (UniqueConstraint("tenant_id", name="uq_sso_policies_tenant_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     allowed_domains: Mapped[list[str]] = mapped_column(JSON, default=list)
-    verified_domains: Mapped[list[str]] = mapped_column(JSON, default=list)
     link_existing_accounts: Mapped[bool] = mapped_column(Boolean, default=False)
     require_sso: Mapped[bool] = mapped_column(Boolean, default=False)
     break_glass_user_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+DOMAIN_PENDING, DOMAIN_VERIFIED = "pending", "verified"
+
+
+class SsoDomain(TenantScoped, Timestamped, Base):
+    """An email domain a tenant claims for home-realm discovery (``domains``): verified only
+    once a DNS TXT record at ``_kanvaro-challenge.<domain>`` holds this row's ``token``, and
+    checked again periodically (``failures`` in a row demote it). ``domain`` is lower-case
+    ASCII (IDNA A-labels). One tenant at most holds a domain verified: the partial unique
+    index refuses a second, whatever row-level security lets a tenant see."""
+
+    __tablename__ = "sso_domains"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "domain", name="uq_sso_domains_tenant_domain"),
+        Index(
+            "uq_sso_domains_verified_domain",
+            "domain",
+            unique=True,
+            sqlite_where=text("status = 'verified'"),
+            postgresql_where=text("status = 'verified'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    domain: Mapped[str] = mapped_column(String(253))
+    token: Mapped[str] = mapped_column(String(64))  # published in public DNS: not a secret
+    status: Mapped[str] = mapped_column(String(16), default=DOMAIN_PENDING)
+    verified_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_checked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # failed checks in a row
+    created_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+
+    def __repr__(self) -> str:
+        return f"<SsoDomain {self.id} {self.status} tenant={self.tenant_id}>"
 
 
 class SsoRequest(TenantScoped, Base):

@@ -14,7 +14,10 @@ names the user (configured field names). No ID token, so nothing vouches for mor
 the IdP's own userinfo.
 
 Every URL must be https; plain http only to a loopback address outside production (tests,
-a local IdP).
+a local IdP). Every request to the IdP (discovery, JWKS, token exchange, userinfo) goes
+through :func:`kanvaro.security.outbound.http_verify`: the system's trust store and
+certPinning (``KANVARO_TLS_PINS``); a pinned IdP whose key does not match is refused before
+anything is sent (:class:`IdpUnreachable`, reason ``tls_pin``).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from kanvaro.identity.sso.errors import SsoRefused
 from kanvaro.identity.sso.models import OIDC, SsoProvider
 from kanvaro.identity.sso.schemas import OAuth2Config, OIDCConfig
 from kanvaro.identity.sso.sign_in import ExternalIdentity
+from kanvaro.security.outbound import http_verify, refusal
 
 log = structlog.get_logger("kanvaro.sso")
 
@@ -70,6 +74,27 @@ _metadata: dict[str, _Cached] = {}
 _jwks: dict[str, _Cached] = {}
 
 
+def _verify(settings: Settings) -> Any:
+    """The TLS context of requests to the IdP; malformed pins refuse (fail closed), no 500."""
+    try:
+        return http_verify(settings.tls_pins)
+    except ValueError as exc:  # parse_pins names the entry, never more than 40 characters
+        raise IdpUnreachable(
+            f"The outbound TLS settings are refused ({exc}).", reason="tls_pins"
+        ) from None
+
+
+def _pin_refused(exc: BaseException, url: str, what: str) -> IdpUnreachable | None:
+    """The IdP's key did not match its pins: said so, naming the host (never the URL)."""
+    words = refusal(exc)
+    if words is None:
+        return None
+    host = urlsplit(url).hostname or "the identity provider"
+    return IdpUnreachable(
+        f"The identity provider's {what} at {host} was refused: {words}.", reason="tls_pin"
+    )
+
+
 def check_url(url: str, settings: Settings, what: str) -> str:
     """``url`` if we may talk to it: https, or http to a loopback address outside
     production. Raises SsoRefused naming ``what``."""
@@ -90,9 +115,14 @@ def check_url(url: str, settings: Settings, what: str) -> str:
 async def _get_json(url: str, settings: Settings, what: str, **kw: Any) -> dict[str, Any]:
     check_url(url, settings, what)
     try:
-        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False) as http:
+        async with httpx.AsyncClient(
+            timeout=HTTP_TIMEOUT, follow_redirects=False, verify=_verify(settings)
+        ) as http:
             response = await http.get(url, headers={"Accept": "application/json"}, **kw)
     except httpx.HTTPError as exc:
+        pinned = _pin_refused(exc, url, what)
+        if pinned is not None:
+            raise pinned from None
         raise IdpUnreachable(
             f"The identity provider's {what} could not be reached ({type(exc).__name__}).",
             reason="unreachable",
@@ -196,7 +226,7 @@ def forget_caches() -> None:
     _jwks.clear()
 
 
-def _client(cfg: Any, redirect_uri: str) -> AsyncOAuth2Client:
+def _client(cfg: Any, redirect_uri: str, settings: Settings) -> AsyncOAuth2Client:
     method = cfg.token_endpoint_auth_method if cfg.client_secret else "none"
     return AsyncOAuth2Client(
         client_id=cfg.client_id,
@@ -206,6 +236,7 @@ def _client(cfg: Any, redirect_uri: str) -> AsyncOAuth2Client:
         code_challenge_method="S256",
         token_endpoint_auth_method=method,
         timeout=HTTP_TIMEOUT,
+        verify=_verify(settings),
     )
 
 
@@ -239,7 +270,7 @@ async def begin(
         data["nonce"] = nonce
         if cfg.request_acr_values:
             extra["acr_values"] = " ".join(cfg.request_acr_values)
-    async with _client(cfg, redirect_uri) as client:
+    async with _client(cfg, redirect_uri, settings) as client:
         url, _ = client.create_authorization_url(
             found.authorization, state=state, code_verifier=verifier, **extra
         )
@@ -267,7 +298,7 @@ async def finish(
     """Exchange the code (with the PKCE verifier) and turn the answer into an identity:
     the checked ID token (OIDC) and userinfo."""
     found = await endpoints(provider, cfg, settings)
-    async with _client(cfg, data["redirectUri"]) as client:
+    async with _client(cfg, data["redirectUri"], settings) as client:
         try:
             token = await client.fetch_token(
                 found.token,
@@ -279,6 +310,9 @@ async def finish(
             log.info(
                 "sso_token_exchange_failed", provider_id=str(provider.id), error=type(exc).__name__
             )
+            pinned = _pin_refused(exc, found.token, "token endpoint")
+            if pinned is not None:
+                raise pinned from None
             raise SsoRefused(
                 "The identity provider did not exchange the sign-in code.", reason="token_exchange"
             ) from None
@@ -308,7 +342,10 @@ async def _userinfo(client: AsyncOAuth2Client, found: Endpoints, settings: Setti
     check_url(found.userinfo, settings, "userinfo endpoint")
     try:
         response = await client.get(found.userinfo)
-    except httpx.HTTPError:
+    except httpx.HTTPError as exc:
+        pinned = _pin_refused(exc, found.userinfo, "userinfo endpoint")
+        if pinned is not None:
+            raise pinned from None
         raise IdpUnreachable(
             "The identity provider's userinfo could not be reached.", reason="unreachable"
         ) from None

@@ -1,5 +1,6 @@
-"""The tenant's SSO policy: allowed and verified email domains, linking of existing local
-accounts, and "SSO required" with its break-glass admins.
+"""The tenant's SSO policy: allowed email domains, linking of existing local accounts, and
+"SSO required" with its break-glass admins. Its verified domains are read-only here: they
+are the domains the tenant proved by DNS (``domains``), never an administrator's say-so.
 
 With no row the defaults hold: no domain allowed (an SSO sign-in is refused until the tenant
 names its domains here or on the provider: fail closed), no linking, password sign-in open.
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kanvaro.acting import Acting
 from kanvaro.errors import SignInRefused, Unprocessable
 from kanvaro.identity.models import User
+from kanvaro.identity.sso import domains
 from kanvaro.identity.sso.models import SsoPolicyRow
 from kanvaro.identity.sso.schemas import SsoPolicyIn
 from kanvaro.resources import stamp
@@ -33,12 +35,12 @@ class SsoPolicy:
     break_glass_user_ids: tuple[uuid.UUID, ...] = ()
 
     @classmethod
-    def of(cls, row: SsoPolicyRow | None) -> SsoPolicy:
+    def of(cls, row: SsoPolicyRow | None, verified: tuple[str, ...] = ()) -> SsoPolicy:
         if row is None:
-            return cls()
+            return cls(verified_domains=verified)
         return cls(
             tuple(row.allowed_domains or ()),
-            tuple(row.verified_domains or ()),
+            verified,
             bool(row.link_existing_accounts),
             bool(row.require_sso),
             tuple(uuid.UUID(str(u)) for u in row.break_glass_user_ids or ()),
@@ -59,8 +61,8 @@ async def _row(db: AsyncSession) -> SsoPolicyRow | None:
 
 
 async def load(db: AsyncSession) -> SsoPolicy:
-    """The policy of the session's tenant."""
-    return SsoPolicy.of(await _row(db))
+    """The policy of the session's tenant, with its DNS-verified domains."""
+    return SsoPolicy.of(await _row(db), await domains.verified(db))
 
 
 async def current(ctx: Acting) -> SsoPolicy:
@@ -70,20 +72,27 @@ async def current(ctx: Acting) -> SsoPolicy:
 async def change(ctx: Acting, data: SsoPolicyIn) -> SsoPolicy:
     """Change the policy (audited). Break-glass admins must be active members of the tenant;
     requiring SSO needs at least one, or nobody could sign in when the IdP is down."""
+    verified = await domains.verified(ctx.db)
+    if data.verified_domains is not None and (
+        {domains.comparable(d) for d in data.verified_domains} != set(verified)
+    ):
+        message = "verifiedDomains is read-only: verify a domain by DNS under /api/v1/sso/domains."
+        raise Unprocessable(
+            message, errors=[{"field": "verifiedDomains", "in": "body", "message": message}]
+        )
     row = await _row(ctx.db)
     if row is None:
         row = SsoPolicyRow(
             tenant_id=ctx.tenant_id,
             allowed_domains=[],
-            verified_domains=[],
             link_existing_accounts=False,
             require_sso=False,
             break_glass_user_ids=[],
         )
         stamp(row, ctx, created=True)
         ctx.db.add(row)
-    before = SsoPolicy.of(row).to_json()
-    changes = data.model_dump(exclude_none=True)
+    before = SsoPolicy.of(row, verified).to_json()
+    changes = data.model_dump(exclude_none=True, exclude={"verified_domains"})
     if "break_glass_user_ids" in changes:
         ids = list(dict.fromkeys(data.break_glass_user_ids or ()))
         found = set(
@@ -108,7 +117,7 @@ async def change(ctx: Acting, data: SsoPolicyIn) -> SsoPolicy:
         )
     stamp(row, ctx)
     await ctx.db.flush()
-    after = SsoPolicy.of(row)
+    after = SsoPolicy.of(row, verified)
     await ctx.record(
         "api:sso_policy:update",
         category="system",

@@ -1,9 +1,11 @@
-"""``/api/v1/sso``: the tenant's identity providers and SSO policy (``settings:update``).
+"""``/api/v1/sso``: the tenant's identity providers, SSO policy and DNS-verified domains
+(``settings:update``).
 
 Create with seed 004's ``SSOConfig`` (``{providerType, name, enabled, config}``), list, read,
 change (``PATCH`` with ``version`` or ``If-Match``), delete, and ``POST .../test`` which
 reports what is wrong in words. Secrets are never shown: ``secretsSet`` names the secret
-fields that hold a value.
+fields that hold a value. ``/domains``: claim an email domain (answered with the TXT record to
+publish), list, check it now (``POST .../verify``), give it up.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from fastapi import APIRouter, Header, Response
 
 from kanvaro.deps import Ctx, require
 from kanvaro.http_helpers import set_etag
-from kanvaro.identity.sso import checks, policy, providers
-from kanvaro.identity.sso.models import OAUTH2, OIDC, SsoProvider
+from kanvaro.identity.sso import checks, domains, policy, providers
+from kanvaro.identity.sso.models import OAUTH2, OIDC, SsoDomain, SsoProvider
 from kanvaro.identity.sso.schemas import (
+    DomainIn,
+    DomainOut,
     ProviderIn,
     ProviderOut,
     ProviderPatch,
@@ -115,3 +119,52 @@ async def get_policy(ctx: Admin) -> dict[str, Any]:
 async def put_policy(body: SsoPolicyIn, ctx: Admin) -> dict[str, Any]:
     """Change the SSO policy: fields left out keep their value."""
     return (await policy.change(ctx, body)).to_json()
+
+
+def domain_out(row: SsoDomain) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "domain": row.domain,
+        "status": row.status,
+        "record": {
+            "type": "TXT",
+            "name": domains.challenge_name(row.domain),
+            "value": domains.challenge_value(row.token),
+        },
+        "verifiedAt": row.verified_at,
+        "lastCheckedAt": row.last_checked_at,
+        "lastError": row.last_error,
+        "createdAt": row.created_at,
+    }
+
+
+@router.post("/domains", status_code=201, response_model=DomainOut, response_model_by_alias=True)
+async def add_domain(body: DomainIn, ctx: Admin) -> dict[str, Any]:
+    """Claim an email domain for home-realm discovery: pending until the TXT record in
+    ``record`` is published and ``POST /api/v1/sso/domains/{domainId}/verify`` finds it."""
+    return domain_out(await domains.add(ctx, body.domain))
+
+
+@router.get("/domains", response_model=list[DomainOut], response_model_by_alias=True)
+async def list_domains(ctx: Admin) -> list[dict[str, Any]]:
+    return [domain_out(row) for row in await domains.list_all(ctx)]
+
+
+@router.get("/domains/{domain_id}", response_model=DomainOut, response_model_by_alias=True)
+async def get_domain(domain_id: uuid.UUID, ctx: Admin) -> dict[str, Any]:
+    return domain_out(await domains.get(ctx, domain_id))
+
+
+@router.post("/domains/{domain_id}/verify", response_model=DomainOut, response_model_by_alias=True)
+async def verify_domain(domain_id: uuid.UUID, ctx: Admin) -> dict[str, Any]:
+    """Look the TXT record up now. Answers the domain: ``status`` says whether it is
+    verified, ``lastError`` what the lookup found otherwise (no such name, no TXT record,
+    another value, a timeout, verified by another organization)."""
+    return domain_out(await domains.verify(ctx, domain_id))
+
+
+@router.delete("/domains/{domain_id}", status_code=204)
+async def delete_domain(domain_id: uuid.UUID, ctx: Admin) -> Response:
+    """Give the domain up: discovery stops routing it to this tenant at once."""
+    await domains.remove(ctx, domain_id)
+    return Response(status_code=204)

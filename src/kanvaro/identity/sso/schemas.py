@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import AnyHttpUrl, Field, StrictBool, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from kanvaro.schemas import ApiModel, OutModel
 
@@ -167,12 +168,15 @@ class ProviderTestOut(OutModel):
 
 class SsoPolicyIn(ApiModel):
     allowed_domains: list[Domain] | None = Field(default=None, max_length=200)
-    verified_domains: list[Domain] | None = Field(default=None, max_length=200)
+    # Read-only since domains are verified by DNS (``/api/v1/sso/domains``): left out of the
+    # schema; a body that sends back the current value is accepted, any other value is a 422
+    # naming the field (``policy.change``).
+    verified_domains: SkipJsonSchema[list[str] | None] = Field(default=None, max_length=200)
     link_existing_accounts: StrictBool | None = None
     require_sso: StrictBool | None = None
     break_glass_user_ids: list[uuid.UUID] | None = Field(default=None, max_length=20)
 
-    @field_validator("allowed_domains", "verified_domains")
+    @field_validator("allowed_domains")
     @classmethod
     def _check(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _domains(value)
@@ -180,10 +184,35 @@ class SsoPolicyIn(ApiModel):
 
 class SsoPolicyOut(OutModel):
     allowed_domains: list[str]
-    verified_domains: list[str]
+    verified_domains: list[str] = Field(
+        description="Read-only: the domains verified by DNS under /api/v1/sso/domains."
+    )
     link_existing_accounts: bool
     require_sso: bool
     break_glass_user_ids: list[uuid.UUID]
+
+
+class DomainIn(ApiModel):
+    """``POST /api/v1/sso/domains``: an email domain to verify (IDNA accepted)."""
+
+    domain: str = Field(min_length=3, max_length=253)
+
+
+class DnsRecordOut(OutModel):
+    type: Literal["TXT"] = "TXT"
+    name: str
+    value: str
+
+
+class DomainOut(OutModel):
+    id: uuid.UUID
+    domain: str
+    status: Literal["pending", "verified"]
+    record: DnsRecordOut  # what to publish
+    verified_at: datetime | None
+    last_checked_at: datetime | None
+    last_error: str | None
+    created_at: datetime
 
 
 class DiscoverIn(ApiModel):

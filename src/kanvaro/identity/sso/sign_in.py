@@ -4,8 +4,9 @@ this tenant, and the session (or Kanvaro's own second step) for him.
 The rules, in order (each refusal is audited, and answers a problem in words):
 
 * the provider must be enabled and its tenant active;
-* the address must be one the tenant allows (its SSO policy's allowed and verified domains,
-  and the provider's own ``domains``) - none named means none allowed (fail closed);
+* the address must be one the tenant allows (its SSO policy's allowed domains, the domains
+  it verified by DNS, and the provider's own ``domains``) - none means none allowed (fail
+  closed);
 * the IdP's subject, once linked, names the user for good (an address change at the IdP
   does not move the link); an unlinked subject whose address matches an existing account is
   linked only when the IdP vouches for the address (``email_verified``) and the tenant's
@@ -39,12 +40,12 @@ from kanvaro.audit.service import AuditContext
 from kanvaro.db import switch_tenant, utcnow
 from kanvaro.identity import auth
 from kanvaro.identity.emails import InvalidEmail, normalize_email
-from kanvaro.identity.mfa import flow as mfa_flow
 from kanvaro.identity.mfa.flow import MfaStep
 from kanvaro.identity.mfa.models import MfaChallenge
 from kanvaro.identity.models import User, UserSession
 from kanvaro.identity.sessions import signin
 from kanvaro.identity.sessions.signin import SignInRequest
+from kanvaro.identity.sso import domains
 from kanvaro.identity.sso import policy as sso_policy
 from kanvaro.identity.sso.errors import SsoRefused
 from kanvaro.identity.sso.models import SsoIdentity, SsoProvider, SsoSession
@@ -113,7 +114,10 @@ async def _refuse(
 
 
 def _allowed_domains(policy: sso_policy.SsoPolicy, provider_domains: list[str]) -> set[str]:
-    return {*policy.allowed_domains, *policy.verified_domains, *provider_domains}
+    """The domains SSO may sign in, compared in their IDNA form (the DNS-verified ones are
+    stored so; named ones may be written either way)."""
+    named = (*policy.allowed_domains, *policy.verified_domains, *provider_domains)
+    return {domains.comparable(d) for d in named}
 
 
 def _role_name(cfg: object, groups: tuple[str, ...]) -> tuple[str, bool]:
@@ -174,7 +178,8 @@ async def complete(
             context,
         )
     domain = email.rsplit("@", 1)[1]
-    if domain not in _allowed_domains(policy, list(getattr(cfg, "domains", []) or [])):
+    allowed = _allowed_domains(policy, list(getattr(cfg, "domains", []) or []))
+    if domains.comparable(domain) not in allowed:
         await _refuse(
             services,
             provider,
@@ -373,38 +378,16 @@ async def _open(
         policy=session_policy,
         now=now,
     )
+    enrollment_only = False
     if not trusted:
-        need = await mfa_flow.needed(
-            services,
-            db,
-            user_id=user.id,
-            tenant_id=user.tenant_id,
-            trusted_device=assessment.trusted_device,
-            risk_wants_mfa=assessment.decision == signin.REQUIRE_MFA,
-            now=now,
+        step = await auth.second_step(
+            services, db, factor, assessment, context=context, now=now, first_method=SSO_METHOD
         )
-        if need.second_step:
-            step = await mfa_flow.begin(
-                services,
-                db,
-                user_id=user.id,
-                tenant_id=user.tenant_id,
-                password_hash=user.password_hash,
-                methods=need.methods,
-                context=context,
-                now=now,
-            )
-            await db.execute(
-                update(MfaChallenge)
-                .where(MfaChallenge.id == step.challenge_id)
-                .values(first_method=SSO_METHOD)
-            )
+        if isinstance(step, MfaStep):
             _record(db, provider, user, identity, expires, mfa_challenge_id=step.challenge_id)
             await db.flush()
             return step
-        enrollment_only = need.enrollment_only
-    else:
-        enrollment_only = False
+        enrollment_only = step
     opened = await auth.open_session(
         services,
         db,

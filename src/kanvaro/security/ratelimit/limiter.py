@@ -17,6 +17,7 @@ to every request).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -79,24 +80,48 @@ class Limiter:
         self._strategy = SlidingWindowCounterRateLimiter(storage)
         self._clock = clock
         self._leases: dict[tuple[str, int, str], _Lease] = {}
+        # One refill per slot at a time: concurrent requests that find the lease spent wait
+        # for the refill in flight instead of each asking the store (and each overwriting
+        # the lease it took, so that the tokens of all but the last counted as spent).
+        self._refills: dict[tuple[str, int, str], asyncio.Event] = {}
         self._pruned_at = 0.0
         self._store_down_until = 0.0
         self._logged_at = 0.0
 
     async def take(self, limit: Limit, key: str) -> Decision:
         """One token of ``limit`` for ``key``: from this process's lease when it has one."""
-        now = self._clock()
         amount = limit.item.amount
         slot = (limit.name, amount, key)
-        lease = self._leases.get(slot)
-        if lease is not None and lease.expires > now:
-            if lease.refused:
-                return Decision(False, limit, 0, lease.reset_at)
-            if lease.left > 0:
-                lease.left -= 1
-                return Decision(True, limit, lease.remaining + lease.left, lease.reset_at)
-        if now < self._store_down_until:
-            return self._unavailable(limit, now, None)
+        while True:
+            now = self._clock()
+            lease = self._leases.get(slot)
+            if lease is not None and lease.expires > now:
+                if lease.refused:
+                    return Decision(False, limit, 0, lease.reset_at)
+                if lease.left > 0:
+                    lease.left -= 1
+                    return Decision(True, limit, lease.remaining + lease.left, lease.reset_at)
+            if now < self._store_down_until:
+                return self._unavailable(limit, now, None)
+            pending = self._refills.get(slot)
+            if pending is None:
+                break
+            # Another request is refilling this lease: decide on what it brings (a lease, a
+            # refusal, or the store marked down), whatever becomes of that request.
+            await pending.wait()
+        done = self._refills[slot] = asyncio.Event()
+        try:
+            return await self._refill(limit, key, slot, now)
+        finally:
+            if self._refills.get(slot) is done:
+                del self._refills[slot]
+            done.set()
+
+    async def _refill(
+        self, limit: Limit, key: str, slot: tuple[str, int, str], now: float
+    ) -> Decision:
+        """A new lease from the store, with its first token taken for the caller."""
+        amount = limit.item.amount
         batch = lease_size(amount)
         try:
             allowed = await self._strategy.hit(limit.item, limit.name, key, cost=batch)

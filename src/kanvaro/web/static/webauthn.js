@@ -183,3 +183,6 @@ const HOOKS = {
 for (const [name, fill] of Object.entries(HOOKS)) {
   for (const hook of document.querySelectorAll(`[data-hook="${name}"]`)) fill(hook);
 }
+
+// The ceremony's pieces, for the console's own page modules (they call the same routes).
+export { creationOptions, credentialJSON, requestOptions, sentence };

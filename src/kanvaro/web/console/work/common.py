@@ -1,0 +1,236 @@
+"""What the work pages share: reading a form into the API's own schema, turning a domain
+error into a message on the page, people's names, and money in minor units.
+
+A page runs the same action as the API route. When the action refuses (a stale version, a
+rule it checks, a field pydantic refuses), the transaction is rolled back here, whatever the
+action had already changed in memory, and the page is rendered again with the reason; the
+request then commits nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Path
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+
+from kanvaro.acting import Acting
+from kanvaro.errors import PreconditionFailed, PreconditionRequired, ProblemError, Unprocessable
+from kanvaro.identity.models import User
+from kanvaro.identity.user_service import visible_users
+from kanvaro.problems import validation_errors
+from kanvaro.web.console.routing import SLUG_PATTERN
+from kanvaro.web.console.templating import NOTICES
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+Slug = Annotated[str, Path(min_length=1, max_length=63, pattern=SLUG_PATTERN)]
+
+STALE = (
+    "This was changed by someone else since you opened it. Nothing was saved: "
+    "reload the page to see the current version, then make your change again."
+)
+
+NOTICES.update(
+    {
+        "project-created": "Project created.",
+        "project-saved": "Project saved.",
+        "project-deleted": "Project deleted.",
+        "member-added": "Member added.",
+        "member-saved": "Project role changed.",
+        "member-removed": "Member removed.",
+        "task-created": "Task created.",
+        "task-moved": "Task moved.",
+        "task-saved": "Task saved.",
+        "task-deleted": "Task deleted.",
+        "assignee-added": "Assigned.",
+        "assignee-removed": "Unassigned.",
+        "comment-added": "Comment added.",
+        "comment-deleted": "Comment deleted.",
+        "time-logged": "Time logged.",
+        "time-deleted": "Time entry deleted.",
+        "budget-added": "Budget entry added.",
+        "budget-deleted": "Budget entry deleted.",
+        "invoice-created": "Invoice created.",
+        "invoice-saved": "Invoice updated.",
+        "invoice-deleted": "Invoice deleted.",
+        "stale": STALE,
+    }
+)
+
+
+@dataclass
+class Problem:
+    """A refusal as a page shows it: one sentence, and messages next to the named fields."""
+
+    status: int
+    detail: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def problem_of(exc: ProblemError) -> Problem:
+    if isinstance(exc, PreconditionFailed | PreconditionRequired):
+        return Problem(exc.status, STALE)
+    fields: dict[str, str] = {}
+    for e in exc.errors or []:
+        name = str(e.get("field") or "")
+        if name and name not in fields:
+            fields[name] = str(e.get("message") or "is invalid")
+    return Problem(exc.status, exc.detail, fields)
+
+
+async def attempt(ctx: Acting, call: Awaitable[T]) -> T:
+    """Run an action; when it refuses, undo everything this request did and re-raise."""
+    try:
+        return await call
+    except ProblemError:
+        await undo(ctx)
+        raise
+
+
+async def undo(ctx: Acting) -> None:
+    await ctx.db.rollback()
+    # Rolled-back rows are expired; the page is rendered again from fresh reads.
+    ctx.db.expunge_all()
+
+
+async def fresh(ctx: Acting) -> None:
+    """Before a page is drawn again after a refusal: nothing of this request is kept, and no
+    transaction is held while the page reads (a lean reader must not wait on it)."""
+    if ctx.db.in_transaction() or ctx.db.new or ctx.db.dirty or ctx.db.deleted:
+        await undo(ctx)
+
+
+def parse(model: type[M], data: Mapping[str, Any]) -> M:
+    """The API's own schema validates the form (camelCase keys, as on the wire)."""
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        errors = validation_errors(RequestValidationError(exc.errors()))
+        names = ", ".join(sorted({e["field"] for e in errors}))
+        raise Unprocessable(f"Some input is invalid: {names}.", errors=errors) from None
+
+
+_INT = re.compile(r"-?[0-9]{1,18}")
+
+
+def integer(value: str) -> int | str | None:
+    """A form's number as the JSON integer the schema wants; text that is no integer goes to
+    the schema as it is, which names the field; empty is absent."""
+    value = value.strip()
+    if not value:
+        return None
+    return int(value) if _INT.fullmatch(value) else value
+
+
+def optional(value: str) -> str | None:
+    return value or None
+
+
+def uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+# ISO 4217 minor-unit exponents that are not 2 (the table's facts, not a library).
+_EXPONENT = {
+    **dict.fromkeys(
+        [
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "UYI",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ],
+        0,
+    ),
+    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
+}
+
+
+def exponent(currency: str) -> int:
+    return _EXPONENT.get(currency, 2)
+
+
+def money(minor: int | None, currency: str) -> str:
+    """Minor units shown as an amount: 123456 USD → 1,234.56 USD."""
+    if minor is None:
+        return "—"
+    places = exponent(currency)
+    value = Decimal(minor).scaleb(-places)
+    return f"{value:,.{places}f} {currency}"
+
+
+def amount_text(minor: int | None, currency: str) -> str:
+    """Minor units as a form field shows them: 123456 USD → 1234.56."""
+    if minor is None:
+        return ""
+    places = exponent(currency)
+    return f"{Decimal(minor).scaleb(-places):.{places}f}"
+
+
+def to_minor(text: str, currency: str, *, field: str) -> int | str | None:
+    """An amount typed in the currency's units (12.50) as minor units (1250); text that is no
+    such amount is refused naming the field."""
+    text = text.strip().replace(",", "")
+    if not text:
+        return None
+    places = exponent(currency)
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or value.as_tuple().exponent < -places:  # type: ignore[operator]
+        raise Unprocessable(
+            f"Give the amount as a number with at most {places} decimal places.",
+            errors=[{"field": field, "in": "body", "message": f"at most {places} decimal places"}],
+        )
+    return int(value.scaleb(places))
+
+
+async def names_of(ctx: Acting, user_ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:
+    """Display names of the people the caller may see (the same rule as ``/api/v1/users``);
+    anyone else stays unnamed."""
+    ids = {u for u in user_ids if u is not None}
+    if not ids:
+        return {}
+    stmt = visible_users(
+        ctx, select(User.id, User.first_name, User.last_name, User.email).where(User.id.in_(ids))
+    )
+    rows = await ctx.db.execute(stmt)
+    return {uid: (f"{first} {last}".strip() or email) for uid, first, last, email in rows.all()}
+
+
+async def tenant_people(ctx: Acting) -> list[tuple[uuid.UUID, str, str]]:
+    """Active people of the tenant the caller may see, for pickers: (id, name, email)."""
+    stmt = visible_users(
+        ctx,
+        select(User.id, User.first_name, User.last_name, User.email)
+        .where(User.is_active.is_(True))
+        .order_by(User.first_name, User.last_name, User.email)
+        .limit(500),
+    )
+    rows = await ctx.db.execute(stmt)
+    return [(uid, f"{first} {last}".strip() or email, email) for uid, first, last, email in rows]
