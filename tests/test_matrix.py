@@ -580,6 +580,9 @@ OBJECT_RULES: dict[str, str] = {
     # a comment is edited by its author only, whatever the role; the matrix's comment belongs
     # to tenant A's admin, and every role member is another user
     "PATCH /api/v1/tasks/{task_id}/comments/{comment_id}": "Only the author can edit a comment.",
+    # time:create reaches one's own entries only (time:manage anyone's); the matrix's entry is
+    # the admin's, seen once the member shares its project (the order of the cases decides)
+    "PATCH /api/v1/time-entries/{entry_id}": "Changing someone else's time entry needs time:manage.",
 }
 TENANT_HELD = {str(p) for role in TENANT_ROLES for p in ROLE_PERMISSIONS[role]}
 

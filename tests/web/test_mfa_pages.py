@@ -12,17 +12,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pyotp
 import pytest
 
 from kanvaro.identity.sessions.policy import NEVER
 from kanvaro.middleware.security_headers import CSP
-from tests.browser import CHROMIUM_ARGS, ServedApp, chromium_or_skip, served_app
+from tests.browser import CHROMIUM_ARGS, ServedApp, Watch, chromium_or_skip, served_app
 from tests.conftest import PASSWORD
 from tests.identity.sessions.conftest import set_policy
 
@@ -44,44 +42,7 @@ def needs_totp() -> None:
         pytest.skip("the totp factor (kanvaro.identity.mfa.totp) is not built")
 
 
-FAILED_LOAD = "Failed to load resource"
 # The browser asks for a favicon on its own; the app has none.
-UNASKED = frozenset({"/favicon.ico"})
-
-
-@dataclass
-class Watch:
-    """What a page reported while the test used it: CSP violations, uncaught errors, and
-    any other console error (a failed request, an invalid form attribute), with the address
-    it names."""
-
-    console_errors: list[tuple[str, str]] = field(default_factory=list)  # (text, path)
-    page_errors: list[str] = field(default_factory=list)
-
-    def attach(self, page: Any) -> None:
-        def on_console(message: Any) -> None:
-            if message.type == "error":
-                url = (message.location or {}).get("url", "")
-                self.console_errors.append((message.text, urlsplit(url).path))
-
-        page.on("console", on_console)
-        page.on("pageerror", lambda e: self.page_errors.append(str(e)))
-
-    @property
-    def csp_violations(self) -> list[str]:
-        return [t for t, _ in self.console_errors if "Content Security Policy" in t]
-
-    def assert_clean(self, *, refused: frozenset[str] = frozenset()) -> None:
-        """Nothing went wrong but failed loads of the favicon and of ``refused`` (requests
-        the test expects the server to refuse)."""
-        assert self.csp_violations == [], self.console_errors
-        assert self.page_errors == [], self.page_errors
-        unexpected = [
-            (text, path)
-            for text, path in self.console_errors
-            if not (text.startswith(FAILED_LOAD) and path in UNASKED | refused)
-        ]
-        assert unexpected == [], self.console_errors
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -28,7 +27,7 @@ import pytest
 from kanvaro.identity.sessions.policy import NEVER
 from kanvaro.notify.email import NullMailer
 from tests import serving
-from tests.browser import CHROMIUM_ARGS, ServedApp, chromium_or_skip
+from tests.browser import CHROMIUM_ARGS, ServedApp, Watch, chromium_or_skip
 from tests.conftest import PASSWORD, TenantFixture, unique_email
 from tests.identity.sessions.conftest import set_policy
 from tests.web.console.signin.support import mail_text, token_in
@@ -37,7 +36,6 @@ BOUND_MS = 30_000  # bounds a wait for the page; never a timed assertion
 SHOTS = Path(__file__).resolve().parents[4] / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-UNASKED = frozenset({"/favicon.ico"})
 NEW_PASSWORD = "Correct-Horse-Battery-9!"
 AUTHENTICATOR = {
     "protocol": "ctap2",
@@ -47,34 +45,6 @@ AUTHENTICATOR = {
     "isUserVerified": True,
     "automaticPresenceSimulation": True,
 }
-
-
-@dataclass
-class Watch:
-    """Console errors (CSP violations among them) and uncaught script errors of a tab."""
-
-    console_errors: list[tuple[str, str]] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-
-    def attach(self, page: Any) -> None:
-        def on_console(message: Any) -> None:
-            if message.type == "error":
-                url = (message.location or {}).get("url", "")
-                self.console_errors.append((message.text, urlsplit(url).path))
-
-        page.on("console", on_console)
-        page.on("pageerror", lambda e: self.page_errors.append(str(e)))
-
-    def assert_clean(self) -> None:
-        csp = [t for t, _ in self.console_errors if "Content Security Policy" in t]
-        assert csp == [], self.console_errors
-        assert self.page_errors == [], self.page_errors
-        unexpected = [
-            (text, path)
-            for text, path in self.console_errors
-            if not (text.startswith("Failed to load resource") and path in UNASKED)
-        ]
-        assert unexpected == [], self.console_errors
 
 
 @pytest.fixture(scope="module")

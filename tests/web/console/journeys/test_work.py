@@ -9,15 +9,13 @@ saved as screenshots under docs/screenshots/ (and the board at phone width).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from kanvaro.identity.sessions.policy import NEVER
-from tests.browser import CHROMIUM_ARGS, ServedApp, chromium_or_skip, served_app
+from tests.browser import CHROMIUM_ARGS, ServedApp, Watch, chromium_or_skip, served_app
 from tests.conftest import PASSWORD, TenantFixture
 from tests.identity.sessions.conftest import set_policy
 
@@ -25,35 +23,6 @@ BOUND_MS = 30_000  # bounds a wait for the page; never a timed assertion
 SHOTS = Path(__file__).resolve().parents[4] / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-UNASKED = frozenset({"/favicon.ico"})
-
-
-@dataclass
-class Watch:
-    """Console errors (CSP violations among them) and uncaught script errors of a tab."""
-
-    console_errors: list[tuple[str, str]] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-
-    def attach(self, page: Any) -> None:
-        def on_console(message: Any) -> None:
-            if message.type == "error":
-                url = (message.location or {}).get("url", "")
-                self.console_errors.append((message.text, urlsplit(url).path))
-
-        page.on("console", on_console)
-        page.on("pageerror", lambda e: self.page_errors.append(str(e)))
-
-    def assert_clean(self, *, refused: frozenset[str] = frozenset()) -> None:
-        csp = [t for t, _ in self.console_errors if "Content Security Policy" in t]
-        assert csp == [], self.console_errors
-        assert self.page_errors == [], self.page_errors
-        unexpected = [
-            (text, path)
-            for text, path in self.console_errors
-            if not (text.startswith("Failed to load resource") and path in UNASKED | refused)
-        ]
-        assert unexpected == [], self.console_errors
 
 
 @pytest.fixture(scope="module")
