@@ -8,6 +8,7 @@ script modules for what a plain form cannot do. Layout:
 * ``routing.py``   ConsoleRoute (errors render as pages), safe ``next`` addresses
 * ``templating.py``  the Jinja2 environment, ``render()``, the fixed notices
 * ``forms.py``     the form CSRF field, reading form fields
+* ``actions.py``   around an action: the form through the API's schema, undo on refusal, redirect
 * ``errors.py``    sign-in redirects and error pages for console routes
 * ``tenant.py``    the tenant of a page: the signed-in person's own
 * ``session_pages.py`` sign-in, the silent refresh, sign-out; ``home.py`` ``/`` and ``/t/{slug}/``

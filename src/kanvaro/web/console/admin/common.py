@@ -9,21 +9,24 @@ refused change is committed.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Path
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import BaseModel, ValidationError
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
 from starlette.requests import Request
 
 from kanvaro.acting import Acting, Principal
-from kanvaro.errors import PreconditionFailed, PreconditionRequired, ProblemError, Unprocessable
-from kanvaro.problems import validation_errors
+from kanvaro.errors import PreconditionFailed, PreconditionRequired, ProblemError
 from kanvaro.security.permissions import Permission as P
-from kanvaro.web.console.routing import SLUG_PATTERN, tenant_path
+from kanvaro.web.console.actions import attempt as attempt
+from kanvaro.web.console.actions import integer as integer
+from kanvaro.web.console.actions import parse as parse
+from kanvaro.web.console.actions import redirect as redirect
+from kanvaro.web.console.actions import undo as undo
+from kanvaro.web.console.routing import SLUG_PATTERN
 from kanvaro.web.console.templating import render
 
 T = TypeVar("T")
@@ -58,52 +61,10 @@ def problem_of(exc: ProblemError, form: str = "") -> Problem:
     return Problem(exc.status, exc.detail, fields, form)
 
 
-async def undo(ctx: Acting) -> None:
-    await ctx.db.rollback()
-    # Rolled-back rows are expired; the page is rendered again from fresh reads.
-    ctx.db.expunge_all()
-
-
-async def attempt(ctx: Acting, call: Awaitable[T]) -> T:
-    """Run an action; when it refuses, undo everything this request did and re-raise."""
-    try:
-        return await call
-    except ProblemError:
-        await undo(ctx)
-        raise
-
-
-def parse(model: type[M], data: Mapping[str, Any]) -> M:
-    """The API's own schema validates the form (camelCase keys, as on the wire)."""
-    try:
-        return model.model_validate(dict(data))
-    except ValidationError as exc:
-        errors = validation_errors(RequestValidationError(exc.errors()))
-        names = ", ".join(sorted({e["field"] for e in errors}))
-        raise Unprocessable(f"Some input is invalid: {names}.", errors=errors) from None
-
-
-def integer(value: str) -> int | str | None:
-    """A form's number as the JSON integer the schema wants; other text goes to the schema as
-    it is (which names the field); empty is absent."""
-    value = value.strip()
-    if not value:
-        return None
-    if value.lstrip("-").isdigit() and len(value) <= 18:
-        return int(value)
-    return value
-
-
 def checked(form: Mapping[str, Any], name: str) -> bool:
     """A checkbox: present means on. Forms pair each with a hidden ``<name>`` marker field
     where "left out" must mean "off" rather than "unchanged"."""
     return str(form.get(name) or "") in {"on", "true", "1", "yes"}
-
-
-def redirect(slug: str, path: str, notice: str) -> RedirectResponse:
-    target = tenant_path(slug.lower(), path)
-    sep = "&" if "?" in target else "?"
-    return RedirectResponse(f"{target}{sep}notice={notice}", status_code=303)
 
 
 # --- the sections of the administration ----------------------------------------------------

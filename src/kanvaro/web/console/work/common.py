@@ -9,23 +9,25 @@ request then commits nothing.
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import Path
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy import select
 
 from kanvaro.acting import Acting
 from kanvaro.errors import PreconditionFailed, PreconditionRequired, ProblemError, Unprocessable
 from kanvaro.identity.models import User
 from kanvaro.identity.user_service import visible_users
-from kanvaro.problems import validation_errors
+from kanvaro.web.console.actions import attempt as attempt
+from kanvaro.web.console.actions import fresh as fresh
+from kanvaro.web.console.actions import integer as integer
+from kanvaro.web.console.actions import parse as parse
+from kanvaro.web.console.actions import undo as undo
 from kanvaro.web.console.routing import SLUG_PATTERN
 from kanvaro.web.console.templating import NOTICES
 
@@ -85,50 +87,6 @@ def problem_of(exc: ProblemError) -> Problem:
         if name and name not in fields:
             fields[name] = str(e.get("message") or "is invalid")
     return Problem(exc.status, exc.detail, fields)
-
-
-async def attempt(ctx: Acting, call: Awaitable[T]) -> T:
-    """Run an action; when it refuses, undo everything this request did and re-raise."""
-    try:
-        return await call
-    except ProblemError:
-        await undo(ctx)
-        raise
-
-
-async def undo(ctx: Acting) -> None:
-    await ctx.db.rollback()
-    # Rolled-back rows are expired; the page is rendered again from fresh reads.
-    ctx.db.expunge_all()
-
-
-async def fresh(ctx: Acting) -> None:
-    """Before a page is drawn again after a refusal: nothing of this request is kept, and no
-    transaction is held while the page reads (a lean reader must not wait on it)."""
-    if ctx.db.in_transaction() or ctx.db.new or ctx.db.dirty or ctx.db.deleted:
-        await undo(ctx)
-
-
-def parse(model: type[M], data: Mapping[str, Any]) -> M:
-    """The API's own schema validates the form (camelCase keys, as on the wire)."""
-    try:
-        return model.model_validate(dict(data))
-    except ValidationError as exc:
-        errors = validation_errors(RequestValidationError(exc.errors()))
-        names = ", ".join(sorted({e["field"] for e in errors}))
-        raise Unprocessable(f"Some input is invalid: {names}.", errors=errors) from None
-
-
-_INT = re.compile(r"-?[0-9]{1,18}")
-
-
-def integer(value: str) -> int | str | None:
-    """A form's number as the JSON integer the schema wants; text that is no integer goes to
-    the schema as it is, which names the field; empty is absent."""
-    value = value.strip()
-    if not value:
-        return None
-    return int(value) if _INT.fullmatch(value) else value
 
 
 def optional(value: str) -> str | None:
