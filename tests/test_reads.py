@@ -144,3 +144,29 @@ async def test_driver_statements_stay_in_the_sessions_transaction(
 
 
 NAME_OF = Query(select(Project.name).where(Project.id == bindparam("project_id")))
+
+
+async def test_the_pool_is_fixed_and_hands_out_the_warmest_connection(services: Services):
+    """Issue 9: an overflow connection was closed on return and reopened under load, and a
+    first-in-first-out pool cycled every request through all its connections, each
+    preparing every statement again. The default pool keeps its connections (no overflow)
+    and hands out the one returned last."""
+    if services.db.dialect != "postgresql":
+        pytest.skip("SQLite has no pool of server connections")
+    db = Database(services.db.url)
+    try:
+        assert db.engine.pool.size() == 30
+        assert db.engine.pool.overflow() == -30  # no connection beyond the kept 30
+        first = await db.engine.raw_connection()
+        second = await db.engine.raw_connection()
+        first_driver, second_driver = first.driver_connection, second.driver_connection
+        first.close()
+        second.close()  # returned last
+        again = await db.engine.raw_connection()
+        try:
+            assert again.driver_connection is second_driver
+            assert again.driver_connection is not first_driver
+        finally:
+            again.close()
+    finally:
+        await db.dispose()

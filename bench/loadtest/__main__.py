@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.loadtest import plan, report, stack, subbench, system, wrk
+from bench.loadtest import plan, profile, report, stack, subbench, system, wrk
 from bench.loadtest.runner import Run, access_log_lines, log, measure_signin, prepare, run_group
 
 RESULTS = stack.REPO / "bench" / "results"
@@ -26,6 +26,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a short smoke run (under 3 minutes)")
     parser.add_argument(
         "--only", action="append", choices=plan.NAMES, help="only this scenario (repeatable)"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy samples Kanvaro during its measured runs; shares per function are written",
     )
     parser.add_argument("--tasks", type=int, default=1000, help="tasks to seed (1000)")
     parser.add_argument("--signins", type=int, default=50, help="sign-ins timed (50)")
@@ -43,6 +48,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def result_suffix(args: argparse.Namespace) -> str:
     if args.quick:
         return "quick"
+    if args.profile:
+        return "-".join(["profile", *args.only])
     return "" if set(args.only) == set(plan.NAMES) else "-".join(args.only)
 
 
@@ -75,6 +82,8 @@ def main(argv: list[str]) -> int:
         report.result_path(RESULTS, started.date(), result_suffix(args)), document
     )
     print(report.format_table(rows))
+    for key, summary in run.profiles.items():
+        print("\n" + profile.format_summary(key, summary))
     for name, data in subs.items():
         print(f"\n{name} ({subbench.SCRIPTS[name]}): {data}")
     print(f"\nwritten: {path.relative_to(stack.REPO)}")
@@ -129,6 +138,7 @@ def build_document(
         "checks": run.checks,
         "results": rows,
         "raw_wrk": run.raw,
+        "profiles": run.profiles,
         "sub_benchmarks": subs,
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import sys
 import time
@@ -14,10 +15,19 @@ from typing import Any
 
 import httpx
 
-from bench.loadtest import cpu, plan, report, signin, stack, wrk
-from bench.loadtest.seed import Account, Seeded, bearer, parse_bootstrap, refresh_tokens, seed
+from bench.loadtest import cpu, plan, profile, report, signin, stack, wrk
+from bench.loadtest.seed import (
+    Account,
+    Seeded,
+    bearer,
+    parse_bootstrap,
+    refresh_tokens,
+    seed,
+    with_device,
+)
 
 LUA = stack.REPO / "bench" / "lua"
+PROFILES = stack.REPO / "bench" / "results" / "profiles"  # raw py-spy stacks, not committed
 ADMIN_EMAIL = "admin@kanvaro.example"
 
 
@@ -36,6 +46,8 @@ class Run:
     drf_token: str = ""
     checks: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # --profile, per load
+    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H%M%S"))
 
     @property
     def kanvaro_url(self) -> str:
@@ -76,7 +88,7 @@ def prepare(run: Run) -> None:
     kanvaro.start()
     kanvaro.wait_ready("/healthz")
     log(f"seeding {args.tasks} tasks through Kanvaro's API")
-    admin = Account(ADMIN_EMAIL, password, slug)
+    admin = asyncio.run(with_device(kanvaro.base_url, Account(ADMIN_EMAIL, password, slug)))
     run.seeded = asyncio.run(seed(kanvaro.base_url, admin, tenant_id, tasks=args.tasks))
     run.ids_file.write_text("\n".join(run.seeded.task_ids) + "\n")
     log("preparing the baselines (Django's tables, a SimpleJWT token)")
@@ -140,16 +152,34 @@ def load_env(run: Run, load: plan.Load, kanvaro_auth: str) -> dict[str, str]:
     return env
 
 
-def measure(run: Run, load: plan.Load, seconds: int, kanvaro_auth: str) -> wrk.WrkResult:
+def measure(
+    run: Run, load: plan.Load, seconds: int, kanvaro_auth: str, profile_to: Path | None = None
+) -> wrk.WrkResult:
     options = wrk.WrkOptions(
         connections=load.connections, duration_s=seconds, core=stack.CLIENT_CORE
     )
     env = load_env(run, load, kanvaro_auth)
     server = run.servers[load.server]
-    sample = cpu.Sample(server.pid).start()
-    clock = time.monotonic()
-    result = wrk.run(options, LUA / load.script, server.base_url, env)
-    return dataclasses.replace(result, cpu=sample.stop(time.monotonic() - clock))
+    spying = (
+        profile.recording(server.pid, profile_to, seconds)
+        if profile_to is not None
+        else contextlib.nullcontext()
+    )
+    with spying:
+        sample = cpu.Sample(server.pid).start()
+        clock = time.monotonic()
+        result = wrk.run(options, LUA / load.script, server.base_url, env)
+        used = sample.stop(time.monotonic() - clock)
+    return dataclasses.replace(result, cpu=used)
+
+
+def _profile_file(run: Run, load: plan.Load, round_index: int) -> Path | None:
+    """Where this measured run's py-spy samples go (only Kanvaro's loads, with --profile)."""
+    if not getattr(run.args, "profile", False) or load.server != plan.KANVARO:
+        return None
+    folder = PROFILES / run.started
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{load.key}-{round_index + 1}.txt"
 
 
 def run_group(run: Run, group: plan.Group) -> list[dict[str, Any]]:
@@ -163,7 +193,7 @@ def run_group(run: Run, group: plan.Group) -> list[dict[str, Any]]:
     runs: dict[str, list[wrk.WrkResult]] = {load.key: [] for load in group.loads}
     for r in range(args.rounds):
         for load in plan.round_order(group, r):
-            result = measure(run, load, args.duration, auth)
+            result = measure(run, load, args.duration, auth, _profile_file(run, load, r))
             runs[load.key].append(result)
             errors = f" ({result.errors} errors)" if result.errors else ""
             log(
@@ -171,6 +201,10 @@ def run_group(run: Run, group: plan.Group) -> list[dict[str, Any]]:
             )
     for key, results in runs.items():
         run.raw[key] = [r.to_json() for r in results]
+    for load in group.loads:
+        files = [_profile_file(run, load, r) for r in range(args.rounds)]
+        if files[0] is not None:
+            run.profiles[load.key] = profile.summarise([f for f in files if f is not None])
     return rows_of(group, runs)
 
 

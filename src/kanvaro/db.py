@@ -305,7 +305,7 @@ def tighten_sqlite_files(path: str) -> None:
 
 
 def create_engine(
-    url: str, *, echo: bool = False, pool_size: int = 20, max_overflow: int = 10
+    url: str, *, echo: bool = False, pool_size: int = 30, max_overflow: int = 0
 ) -> AsyncEngine:
     kwargs: dict[str, Any] = {"echo": echo}
     if url.startswith("sqlite"):
@@ -323,7 +323,13 @@ def create_engine(
     # No pre-ping: it cost ~0.9 ms, a full extra round trip, on every checkout (measured with
     # asyncpg on loopback). Connections are recycled after 30 minutes instead, and one that
     # the server dropped is invalidated by SQLAlchemy on the first error, failing one request.
-    kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800)
+    # LIFO: the connection used last is handed out next, so a light load keeps reusing a few
+    # warm connections, whose prepared statements (asyncpg caches them per connection) are
+    # already there, instead of cycling through the whole pool and preparing every statement
+    # on each of its connections again (a sign-in runs ~15 statements).
+    kwargs.update(
+        pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800, pool_use_lifo=True
+    )
     return create_async_engine(url, **kwargs)
 
 
@@ -331,7 +337,7 @@ class Database:
     """Owns the engine and hands out sessions; the request owns the transaction."""
 
     def __init__(
-        self, url: str, *, echo: bool = False, pool_size: int = 20, max_overflow: int = 10
+        self, url: str, *, echo: bool = False, pool_size: int = 30, max_overflow: int = 0
     ) -> None:
         self.url = url
         self.engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow)

@@ -288,3 +288,48 @@ async def test_the_sequencer_catches_up_after_an_older_version_appended(throwawa
         ]
         path, root = await StoredTree(session, chain).inclusion(20, 22)
         assert root == merkle.root(leaves) and path == merkle.inclusion_proof(leaves, 20)
+
+
+async def _rounds_for_five_commits(throwaway, monkeypatch, window_seconds):
+    """Five entries committed one after another while a background sequencer with this
+    window runs: how many sequencing transactions served them."""
+    tenant_id = await throwaway.chain(1)
+    rounds = []
+    real = sequencer.sequence_pending
+
+    async def counted(engine, chain_id):
+        rounds.append(chain_id)
+        return await real(engine, chain_id)
+
+    monkeypatch.setattr(sequencer, "sequence_pending", counted)
+    background = worker.register(throwaway.db.engine, window_seconds=window_seconds)
+    try:
+        for n in range(5):
+            async with throwaway.db.session(tenant_id=tenant_id) as session:
+                await _record(session, tenant_id, n)
+        await background.drain()
+    finally:
+        await background.close()
+    assert [s for s, _ in await _sequences(throwaway.db, tenant_id)] == list(range(1, 7))
+    return sum(1 for chain in rounds if chain == str(tenant_id))
+
+
+async def test_the_window_lets_one_sequencing_transaction_serve_several_commits(
+    throwaway, monkeypatch
+):
+    if throwaway.dialect != "postgresql":
+        pytest.skip("SQLite's committer waits for the sequencing: no window there")
+    # Without a window a commit (a few database round trips) often finds the previous entry's
+    # round already done and starts one of its own.
+    assert await _rounds_for_five_commits(throwaway, monkeypatch, 0.0) >= 2
+    # With one, commits arriving within it join the round that is waiting.
+    assert await _rounds_for_five_commits(throwaway, monkeypatch, 1.0) == 1
+
+
+async def test_sqlite_sequences_without_a_window(throwaway):
+    background = worker.register(throwaway.db.engine, window_seconds=1.0)
+    try:
+        expected = 1.0 if throwaway.dialect == "postgresql" else 0.0
+        assert background.window == expected
+    finally:
+        await background.close()

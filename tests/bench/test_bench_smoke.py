@@ -271,3 +271,34 @@ def test_bootstrap_output_names_the_tenant() -> None:
     assert parse_bootstrap(out) == ("bench", "0b6c1f4e-2f7a-4c59-9a51-2a8d0f3c9e11")
     with pytest.raises(RuntimeError):
         parse_bootstrap("bootstrap failed")
+
+
+def test_profile_shares_count_a_function_once_per_sample(tmp_path: Path) -> None:
+    from bench.loadtest import profile
+
+    raw = tmp_path / "stacks.txt"
+    raw.write_text(
+        "main (a.py:1);handle (site-packages/app/b.py:10);handle (site-packages/app/b.py:12);"
+        "query (src/kanvaro/c.py:3) 3\n"
+        "main (a.py:1);idle (a.py:9) 1\n"
+        "not a stack line\n"
+    )
+    summary = profile.summarise([raw, tmp_path / "missing.txt"])
+    inclusive = {r["function"]: r["share"] for r in summary["inclusive"]}
+    own = {r["function"]: r["share"] for r in summary["own"]}
+    assert summary["samples"] == 4
+    # Recursion (two lines of one function on a stack) counts once per sample.
+    assert inclusive["handle (app/b.py)"] == 0.75
+    assert inclusive["main (a.py)"] == 1.0
+    assert own == {"query (kanvaro/c.py)": 0.75, "idle (a.py)": 0.25}
+    assert "75.0 %" in profile.format_summary("read", summary)
+
+
+def test_the_run_signs_in_as_a_known_device() -> None:
+    from bench.loadtest.seed import Account
+
+    plain = Account("a@kanvaro.example", "pw", "t")
+    assert "deviceToken" not in plain.login_body()
+    known = Account("a@kanvaro.example", "pw", "t", device_token="secret.proof")
+    assert known.login_body()["deviceToken"] == "secret.proof"
+    assert "secret" not in repr(known) and "pw" not in repr(known)

@@ -42,8 +42,11 @@ async def start(services: Services) -> AuditRuntime:
         signer = await load_signer(
             session, services.master_key, name=key_name(services.settings.public_url)
         )
+    window = services.settings.audit_sequence_window_ms / 1000
     runtime = AuditRuntime(
-        signer, worker.register(services.db.engine), siem.from_settings(services.settings)
+        signer,
+        worker.register(services.db.engine, window_seconds=window),
+        siem.from_settings(services.settings),
     )
     if runtime.forwarder is not None:
         siem.register(runtime.forwarder)

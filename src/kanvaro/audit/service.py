@@ -109,6 +109,12 @@ class RecordedEntry:
     content_digest: str
 
 
+# One statement object for every entry, the values passed as parameters: built with
+# ``.values(...)`` per call, SQLAlchemy constructed, keyed and looked up a new statement each
+# time, about a fifth of a secured write's CPU (py-spy, issue 9).
+_INSERT_PENDING = insert(AuditPending.__table__)
+
+
 async def record(
     session: AsyncSession,
     *,
@@ -143,22 +149,23 @@ async def record(
     )
     resource = str(resource_id) if resource_id is not None else None
     await session.execute(
-        insert(AuditPending.__table__).values(
-            id=entry.id,
-            chain_id=chain_id,
-            tenant_id=tenant_id,
-            actor_id=context.actor_id,
-            action=action,
-            resource_type=resource_type,
-            resource_id=resource,
-            changes=payload,
-            ip_address=context.ip_address,
-            user_agent=user_agent,
-            category=category,
-            created_at=entry.created_at,
-            content_salt=salt,
-            content_digest=entry.content_digest,
-        )
+        _INSERT_PENDING,
+        {
+            "id": entry.id,
+            "chain_id": chain_id,
+            "tenant_id": tenant_id,
+            "actor_id": context.actor_id,
+            "action": action,
+            "resource_type": resource_type,
+            "resource_id": resource,
+            "changes": payload,
+            "ip_address": context.ip_address,
+            "user_agent": user_agent,
+            "category": category,
+            "created_at": entry.created_at,
+            "content_salt": salt,
+            "content_digest": entry.content_digest,
+        },
     )
     # The entry id and content digest go into the security event (and so the SIEM): until it
     # is sequenced a pending row could be changed or deleted by someone with database access,
