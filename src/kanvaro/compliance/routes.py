@@ -15,7 +15,9 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
+from kanvaro.audit import sequencer
 from kanvaro.audit.hashing import timestamp
+from kanvaro.audit.service import chain_for
 from kanvaro.compliance import erasure, export, policies, requests
 from kanvaro.compliance.models import (
     ComplianceReport,
@@ -73,6 +75,9 @@ async def export_person(
 ) -> StreamingResponse:
     """Everything about the person, streamed (GDPR arts. 15, 20); audited before it is sent."""
     who = await sessions.subject(ctx, user_id, change=False)
+    # The export lists the person's audit entries: those committed before this request get
+    # their place in the chain first (the stream reads in a session of its own, later).
+    await sequencer.settle(ctx.db, chain_for(who.tenant_id))
     await ctx.record(
         "api:user:export",
         category="user_activity",

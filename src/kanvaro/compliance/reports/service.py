@@ -19,7 +19,9 @@ import structlog
 from sqlalchemy import select
 
 from kanvaro.acting import Acting
+from kanvaro.audit import sequencer
 from kanvaro.audit.hashing import canonical_json, timestamp
+from kanvaro.audit.service import chain_for
 from kanvaro.compliance.models import ComplianceReport
 from kanvaro.compliance.reports import BUILDERS, TITLES
 from kanvaro.compliance.reports.evidence import evidence
@@ -35,6 +37,9 @@ def digest(figures: dict[str, Any], proof: dict[str, Any]) -> str:
 
 async def generate(ctx: Acting, report_type: str, start: date, end: date) -> ComplianceReport:
     period = Period(start, end)
+    # The figures count audit entries: every committed one gets its place in the chain first
+    # (one committed a moment ago may still wait out the sequencer's window).
+    await sequencer.settle(ctx.db, chain_for(ctx.tenant_id))
     row = ComplianceReport(
         report_type=report_type,
         period_start=start,
