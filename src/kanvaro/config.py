@@ -143,7 +143,8 @@ class Settings(BaseSettings):
     login_account_ceiling: int = Field(default=50, ge=0)  # 0 = no ceiling
     login_slow_seconds: int = Field(default=30, ge=1, le=3600)
     login_notice_seconds: int = Field(default=24 * 3600, ge=60)
-    # Refreshes per client address (IPv6 by /64) per minute.
+    # Refused refreshes (forged, unknown, spent tokens) per client address (IPv6 by /64) per
+    # minute; past it they are answered 429. A refresh that succeeds is not counted.
     refresh_per_client_per_minute: int = Field(default=300, ge=1)
     # Password reset: mails per address and requests per client per hour; a link's lifetime.
     password_reset_per_address_per_hour: int = Field(default=3, ge=1)

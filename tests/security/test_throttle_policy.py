@@ -105,8 +105,8 @@ async def test_mfa_codes_are_counted_per_user_and_client():
 async def test_refresh_and_reset_have_their_own_limits_per_client():
     t = throttle(refresh_per_minute=2, reset_per_address_per_hour=1, reset_per_client_per_hour=3)
     ip = "198.51.100.7"
-    assert [(await t.attempt_refresh(ip)).allowed for _ in range(3)] == [True, True, False]
-    assert (await t.attempt_refresh("192.0.2.7")).allowed
+    assert [(await t.refused_refresh(ip)).allowed for _ in range(3)] == [True, True, False]
+    assert (await t.refused_refresh("192.0.2.7")).allowed
     address = f"{uuid.uuid4().hex}@example.com"
     assert (await t.attempt_reset_request(address, ip)).allowed
     assert not (await t.attempt_reset_request(address.upper(), "192.0.2.8")).allowed

@@ -669,14 +669,27 @@ async def refresh(
     A spent token presented again ends its whole session, unless it comes back within the
     policy's grace window while its successor is still unused: two tabs refreshing at once
     then both get the same new pair. Everything is decided from the database (no memory of
-    past refreshes in the process), so a restart changes nothing."""
-    verdict = await services.throttle.attempt_refresh(context.ip_address)
-    if not verdict.allowed:
-        security_log.warning("refresh_throttled", ip=context.ip_address)
-        raise TooManyRequests(
-            "Too many refreshes from this address. Try again later.",
-            headers={"Retry-After": str(verdict.retry_after)},
-        )
+    past refreshes in the process), so a restart changes nothing.
+
+    Only refused refreshes are counted per client address: a token that verifies was signed
+    here and can be spent once, so a refresh that succeeds guesses nothing and costs no round
+    trip to the throttle's store; past the limit, refused ones are answered 429."""
+    try:
+        return await _refresh(services, session, refresh_token=refresh_token, context=context)
+    except Unauthorized:
+        verdict = await services.throttle.refused_refresh(context.ip_address)
+        if not verdict.allowed:
+            security_log.warning("refresh_throttled", ip=context.ip_address)
+            raise TooManyRequests(
+                "Too many refused refreshes from this address. Try again later.",
+                headers={"Retry-After": str(verdict.retry_after)},
+            ) from None
+        raise
+
+
+async def _refresh(
+    services: Services, session: AsyncSession, *, refresh_token: str, context: AuditContext
+) -> TokenPair:
     try:
         claims = await services.verify_token(refresh_token, REFRESH)
         # The session a token names never changes its user or tenant.

@@ -326,9 +326,14 @@ class LoginThrottle:
         except _StoreDown:
             return self._when_down()
 
-    async def attempt_refresh(self, ip: str | None) -> ThrottleVerdict:
-        """Refreshes per client address: a refresh token is a credential to guess, too."""
-        return await self.per_client("refresh-ip", self._refresh, ip)
+    async def refused_refresh(self, ip: str | None) -> ThrottleVerdict:
+        """Count a refused refresh per client address (a forged, unknown or spent token: the
+        guesses at a credential); a refresh that succeeds is never counted. While the store is
+        away the refusal stands uncounted: forging a signed token is no guess a count slows."""
+        try:
+            return await self._take(self._refresh, "refresh-ip", client_of_ip(ip))
+        except _StoreDown:
+            return ALLOWED
 
     async def attempt_reset_request(self, email: str, ip: str | None) -> ThrottleVerdict:
         """A password-reset request mails the address: each client and each address is held
