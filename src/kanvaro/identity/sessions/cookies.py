@@ -151,6 +151,21 @@ def set_cookie(name: str, value: str, *, max_age: int, same_site: str, http_only
     return "; ".join(parts)
 
 
+# The console's sign-in second step: the challenge id in an HttpOnly cookie, never in a page
+# or a URL. Strict after the password form (same site); Lax after an SSO provider, whose
+# redirect chain starts on another site and would not carry a Strict cookie to the step page.
+MFA_STEP_COOKIE = "__Host-kanvaro_mfa_step"
+MFA_STEP_TTL = 300  # the challenge itself expires sooner or at the same time
+
+
+def mfa_step_cookie(
+    challenge: str, *, max_age: int = MFA_STEP_TTL, same_site: str = "Strict"
+) -> str:
+    return set_cookie(
+        MFA_STEP_COOKIE, challenge, max_age=max_age, same_site=same_site, http_only=True
+    )
+
+
 def session_cookies(
     *,
     access_token: str,

@@ -41,14 +41,9 @@ Slug = Annotated[str, Path(min_length=1, max_length=63, pattern=SLUG_PATTERN)]
 PublicDb = Annotated[AsyncSession, public_db()]
 OwnAccount = Annotated[Ctx, own_account()]
 
-MFA_COOKIE = "__Host-kanvaro_mfa_step"
-MFA_STEP_TTL = 300  # the challenge itself expires sooner or at the same time
-
-
-def mfa_step_cookie(challenge: str, *, max_age: int = MFA_STEP_TTL) -> str:
-    return cookies.set_cookie(
-        MFA_COOKIE, challenge, max_age=max_age, same_site="Strict", http_only=True
-    )
+MFA_COOKIE = cookies.MFA_STEP_COOKIE
+MFA_STEP_TTL = cookies.MFA_STEP_TTL
+mfa_step_cookie = cookies.mfa_step_cookie
 
 
 def signed_in_redirect(request: Request, pair: auth.TokenPair, target: str) -> Response:
