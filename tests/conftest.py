@@ -129,6 +129,9 @@ async def _audit_settled(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     yield
     if "services" in request.fixturenames:
         svc: Services = request.getfixturevalue("services")
+        from kanvaro import background
+
+        await background.drain()  # e.g. a report asked for is generated in the background
         if svc.audit is not None:
             await svc.audit.sequencer.wait()
 

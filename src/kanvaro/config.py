@@ -243,6 +243,9 @@ class Settings(BaseSettings):
     # <data_dir>/archive), and how often the retention job runs (0: never on its own).
     archive_dir: Path | None = None
     retention_interval_seconds: int = Field(default=24 * 3600, ge=0)
+    # Compliance reports are generated in the background right after they are asked for; this
+    # sweep (shared: once across instances) picks up those whose process died or restarted.
+    report_sweep_interval_seconds: int = Field(default=60, ge=0)
 
     # Keys and encryption (see docs/security-model.md "Keys and encryption").
     key_provider: KeyProviderName = KeyProviderName.local

@@ -187,6 +187,9 @@ class Services:
         from kanvaro.compliance import retention
 
         retention.register_jobs(self)
+        from kanvaro.compliance.reports import worker as report_worker
+
+        report_worker.register_jobs(self)
         from kanvaro.audit import runtime as audit_runtime
 
         self.audit = await audit_runtime.start(self)
@@ -196,6 +199,9 @@ class Services:
 
     async def shutdown(self) -> None:
         await self.jobs.stop()
+        from kanvaro import background
+
+        await background.stop()
         await self.activity.flush()
         await self.rate_limits.close()
         from kanvaro.audit import runtime as audit_runtime

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from kanvaro import background
 from kanvaro.audit.hashing import canonical_json
 from kanvaro.audit.note import Verifier, open_checkpoint
 from tests.compliance.conftest import footprint
@@ -24,9 +25,18 @@ async def _report(client, tenant, kind: str) -> dict:
         headers=tenant.admin.headers,
         json={"reportType": kind, **PERIOD},
     )
-    assert r.status_code == 201, r.text
+    assert r.status_code == 202, r.text
+    asked = r.json()
+    assert asked["status"] == "pending" and asked["progress"] == {
+        "done": 0, "total": 3, "step": "queued"
+    }  # fmt: skip
+    assert r.headers["location"] == f"/api/v1/compliance/reports/{asked['id']}"
+    await background.drain()  # generated in the background after the request committed
+    r = await client.get(r.headers["location"], headers=tenant.admin.headers)
     body = r.json()
     assert body["status"] == "completed", body
+    assert body["progress"] == {"done": 3, "total": 3, "step": "completed"}
+    assert body["attempts"] == 1
     return body
 
 

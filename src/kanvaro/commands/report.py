@@ -48,7 +48,7 @@ def generate(
         tenant_uuid = await tenant_id(services, tenant)
 
         async def action(ctx: Any) -> Any:
-            return await reports.generate(ctx, report_type, first, last)
+            return await reports.generate_now(ctx, report_type, first, last)
 
         row = await as_instance(services, tenant_uuid, action)
         data = row.report_data or {}

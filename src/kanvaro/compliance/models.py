@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from kanvaro.db import Base, TenantScoped, Versioned, new_id, utcnow
 
 REPORT_TYPES = ("sox", "gdpr", "hipaa", "pci_dss", "soc2")
-REPORT_STATUSES = ("pending", "completed", "failed")
+REPORT_STATUSES = ("pending", "running", "completed", "failed")
 REQUEST_TYPES = ("access", "portability", "erasure", "rectification", "restriction", "objection")
 REQUEST_STATUSES = ("received", "in_progress", "completed", "rejected")
 REGULATIONS = ("sox", "gdpr", "hipaa", "pci_dss", "soc2", "custom")
@@ -29,12 +29,20 @@ class ComplianceReport(TenantScoped, Base):
     period_start: Mapped[date] = mapped_column(Date)
     period_end: Mapped[date] = mapped_column(Date)
     generated_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     report_data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     file_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     error: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Generated in the background (migration 0018, ``reports/service.py``): the steps done of
+    # the steps there are, the current step, and the claim of the process generating it.
+    progress_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    progress_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    progress_step: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    claim_token: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class RetentionPolicy(TenantScoped, Versioned, Base):

@@ -236,11 +236,13 @@ async def get_breach(breach_id: uuid.UUID, ctx: Reader) -> dict[str, Any]:
 # --- reports ---------------------------------------------------------------------------------
 
 
-@router.post("/reports", status_code=201)
-async def post_report(body: ReportCreate, ctx: Manager) -> dict[str, Any]:
-    """Compute a report from the live system, with the chain's verification and a signed
-    checkpoint; stored in ``compliance_reports`` (status ``completed`` or ``failed``)."""
-    row = await reports.generate(ctx, body.report_type, body.period_start, body.period_end)
+@router.post("/reports", status_code=202)
+async def post_report(body: ReportCreate, ctx: Manager, response: Response) -> dict[str, Any]:
+    """Ask for a report: stored ``pending`` and generated in the background from the live
+    system, with the chain's verification and a signed checkpoint; ``GET`` the ``Location``
+    to follow its ``progress`` until it is ``completed`` or ``failed``."""
+    row = await reports.request_report(ctx, body.report_type, body.period_start, body.period_end)
+    response.headers["Location"] = f"/api/v1/compliance/reports/{row.id}"
     return reports.report_out(row)
 
 

@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kanvaro.audit import service as audit
@@ -44,6 +44,15 @@ Progress = Callable[[int, int], None]
 
 def _fields() -> list[FieldSpec]:
     return [REGISTRY[name] for name in sorted(REGISTRY)]
+
+
+async def lock_rotations(session: AsyncSession) -> None:
+    """One starter of a rotation at a time, across processes and instances, until this
+    transaction ends (PostgreSQL; SQLite has a single writer)."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext('kanvaro:key-rotation'))")
+        )
 
 
 async def running_rotation(session: AsyncSession, *, lock: bool = False) -> KeyRotation | None:
@@ -70,16 +79,28 @@ async def _count_rows(session: AsyncSession) -> int:
 
 
 async def start_rotation(
-    session: AsyncSession, *, reason: str = "manual", context: AuditContext = SYSTEM
+    session: AsyncSession,
+    *,
+    reason: str = "manual",
+    context: AuditContext = SYSTEM,
+    tenant_id: uuid.UUID | None = None,
+    action: str = "system:key:rotate",
 ) -> KeyRotation:
-    """Retire every active data key from new writes and open a re-encryption run."""
+    """Retire every active data key (``tenant_id``: that tenant's only) from new writes and
+    open a re-encryption run, or widen the one under way; audited as ``action`` in the chain
+    of ``tenant_id`` (the instance's for None).
+
+    The run scans every encrypted column of the instance either way, but re-encrypts only the
+    values under a retiring key: a tenant's rotation rewrites that tenant's values only. The
+    row count set here is what this session can see (a tenant's session: its own rows); the
+    run counts again when its scan begins (``reencrypt``)."""
+    await lock_rotations(session)
     current = await running_rotation(session)
     now = utcnow()
-    result = await session.execute(
-        update(EncryptionKey)
-        .where(EncryptionKey.state == "active")
-        .values(state="retiring", is_active=False, rotated_at=now)
-    )
+    retire = update(EncryptionKey).where(EncryptionKey.state == "active")
+    if tenant_id is not None:
+        retire = retire.where(EncryptionKey.tenant_id == tenant_id)
+    result = await session.execute(retire.values(state="retiring", is_active=False, rotated_at=now))
     if current is not None:
         # Rotating again while a run is under way: restart its scan so the newly retiring keys
         # are covered too.
@@ -99,15 +120,18 @@ async def start_rotation(
         )
         session.add(rotation)
     await session.flush()
+    changes: dict[str, Any] = {"reason": reason, "retiringKeys": result.rowcount}
+    if tenant_id is None:  # a tenant's chain gets no figures of other tenants
+        changes["rows"] = rotation.total_rows
     await audit.record(
         session,
-        action="system:key:rotate",
+        action=action,
         category="system",
-        tenant_id=None,
+        tenant_id=tenant_id,
         context=context,
         resource_type="key_rotation",
         resource_id=rotation.id,
-        changes={"reason": reason, "retiringKeys": result.rowcount, "rows": rotation.total_rows},
+        changes=changes,
     )
     return rotation
 
@@ -210,6 +234,10 @@ async def reencrypt(
                     rotation = await running_rotation(session, lock=True)
                     if rotation is None:
                         return None
+                    if not rotation.cursor:
+                        # A scan (re)starts: count what it will walk, every tenant's rows.
+                        rotation.total_rows = await _count_rows(session)
+                        rotation.done_rows = 0
                     after = rotation.cursor.get(spec.qualified)
                     if after == DONE:
                         break

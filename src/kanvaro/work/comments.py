@@ -66,11 +66,16 @@ async def create_comment(ctx: Ctx, task_id: uuid.UUID, data: CommentCreate) -> C
     return comment
 
 
+async def check_author(ctx: Ctx, comment: Comment) -> None:
+    """Only the author edits a comment (a moderator may delete it, never reword it)."""
+    if comment.author_id != ctx.actor_id:
+        raise await deny(ctx, "comment:author", "Only the author can edit a comment.")
+
+
 async def update_comment(
     ctx: Ctx, comment: Comment, data: CommentUpdate, if_match: str | None
 ) -> Comment:
-    if comment.author_id != ctx.actor_id:
-        raise await deny(ctx, "comment:author", "Only the author can edit a comment.")
+    await check_author(ctx, comment)
     check_version(comment.version, data.version, if_match)
     before = audit.snapshot(comment, COMMENT_FIELDS)
     if data.body is not None:

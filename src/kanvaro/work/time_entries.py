@@ -145,7 +145,8 @@ async def _check_day_total(
         )
 
 
-async def _check_owner(ctx: Ctx, entry: TimeEntry) -> None:
+async def check_owner(ctx: Ctx, entry: TimeEntry) -> None:
+    """One's own entry, or anyone's with ``time:manage`` (403 otherwise)."""
     if ctx.principal.has(P.TIME_MANAGE):
         return
     if entry.user_id != ctx.actor_id:
@@ -183,7 +184,7 @@ async def create_entry(ctx: Ctx, data: TimeEntryCreate) -> TimeEntry:
 async def update_entry(
     ctx: Ctx, entry: TimeEntry, data: TimeEntryUpdate, if_match: str | None
 ) -> TimeEntry:
-    await _check_owner(ctx, entry)
+    await check_owner(ctx, entry)
     check_version(entry.version, data.version, if_match)
     changes = data.model_dump(exclude_unset=True, exclude={"version"})
     if "project_id" in changes and changes["project_id"] != entry.project_id:
@@ -209,7 +210,7 @@ async def update_entry(
 
 
 async def delete_entry(ctx: Ctx, entry: TimeEntry) -> None:
-    await _check_owner(ctx, entry)
+    await check_owner(ctx, entry)
     before = audit.snapshot(entry, TIME_FIELDS)
     await ctx.db.delete(entry)
     await ctx.db.flush()

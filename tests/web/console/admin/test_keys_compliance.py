@@ -8,8 +8,12 @@ from datetime import date
 import httpx
 from sqlalchemy import delete, select
 
+from kanvaro import background
+from kanvaro.compliance.reports import worker
 from kanvaro.crypto.models import EncryptionKey, KeyRotation
+from kanvaro.crypto.rotation import reencrypt
 from tests.conftest import TenantFixture
+from tests.crypto.conftest import add_user
 from tests.web.console.admin.conftest import sign_in_as
 from tests.web.console.conftest import submit
 
@@ -52,14 +56,48 @@ async def test_a_running_rotation_is_followed_in_the_page(
             await session.execute(delete(KeyRotation).where(KeyRotation.id == row.id))
 
 
+async def test_the_organizations_keys_are_rotated_from_the_page(
+    browser: httpx.AsyncClient, tenant: TenantFixture, services, monkeypatch
+):
+    await sign_in_as(browser, tenant, "admin")
+    path = f"/t/{tenant.slug}/admin/keys"
+    empty = await browser.get(path)
+    assert f'action="{path}/rotate"' not in empty.text  # no key yet: nothing to rotate
+    await add_user(services, tenant.id, "+14155550555")  # an encrypted phone: a data key
+    page = await browser.get(path)
+    assert f'action="{path}/rotate"' in page.text
+    # Held back, so the page is seen while the keys are still retiring.
+    held: list[str] = []
+    monkeypatch.setattr(
+        background, "spawn", lambda work, *, name: (work.close(), held.append(name))
+    )
+    r = await submit(browser, path, f"{path}/rotate", {})
+    assert r.status_code == 303 and "notice=rotation-started" in r.headers["location"], r.text
+    assert len(held) == 1
+    during = await browser.get(path)
+    assert "A rotation of these keys is under way" in during.text
+    assert f'action="{path}/rotate"' not in during.text
+    # A second request (a stale tab) is refused on the page, nothing started.
+    again = await submit(browser, path, f"{path}/rotate", {})
+    assert again.status_code == 409 and "under way" in again.text and len(held) == 1
+    await reencrypt(services.db, services.keyring)
+    after = await browser.get(path)
+    assert f'action="{path}/rotate"' in after.text
+
+
 async def test_keys_need_settings_update(browser: httpx.AsyncClient, tenant: TenantFixture):
     await sign_in_as(browser, tenant, "project_manager")
-    assert (await browser.get(f"/t/{tenant.slug}/admin/keys")).status_code == 403
+    path = f"/t/{tenant.slug}/admin/keys"
+    assert (await browser.get(path)).status_code == 403
+    assert (await submit(browser, f"/t/{tenant.slug}/", f"{path}/rotate", {})).status_code == 403
 
 
 async def test_generating_and_downloading_a_report(
-    browser: httpx.AsyncClient, tenant: TenantFixture
+    browser: httpx.AsyncClient, tenant: TenantFixture, services, monkeypatch
 ):
+    # Held back, so the page is seen while the report waits; then generated as the kick would.
+    asked: list[tuple] = []
+    monkeypatch.setattr(worker, "start", lambda *args: asked.append(args))
     await sign_in_as(browser, tenant, "admin")
     path = f"/t/{tenant.slug}/admin/compliance"
     today = date.today().isoformat()
@@ -70,13 +108,24 @@ async def test_generating_and_downloading_a_report(
         {"reportType": "gdpr", "periodStart": "2026-01-01", "periodEnd": today},
     )
     assert r.status_code == 303, r.text
+    assert "notice=report-requested" in r.headers["location"]
     listed = await tenant.client.get(f"{COMPLIANCE}/reports", headers=tenant.admin.headers)
     (report,) = listed.json()["items"]
+    # Asked for, not yet generated: the row shows its progress and the module that follows it.
+    page = await browser.get(path)
+    assert f'data-report="{report["id"]}"' in page.text and "<progress" in page.text
+    assert "/static/console/admin-reports.js" in page.text
+    assert f"/api/v1/compliance/reports/{report['id']}/download" not in page.text
+    # The module follows it through the API with the session cookie.
+    followed = await browser.get(f"{COMPLIANCE}/reports/{report['id']}")
+    assert followed.status_code == 200 and "progress" in followed.json()
+    ((_services, tenant_id, report_id),) = asked
+    assert await worker.run_one(services, tenant_id, report_id) is True
     page = await browser.get(path)
     assert f"/api/v1/compliance/reports/{report['id']}/download?format=pdf" in page.text
-    if report["status"] == "completed":
-        download = await browser.get(f"/api/v1/compliance/reports/{report['id']}/download")
-        assert download.status_code == 200
+    assert f'data-report="{report["id"]}"' not in page.text
+    download = await browser.get(f"/api/v1/compliance/reports/{report['id']}/download")
+    assert download.status_code == 200
     bad = await submit(
         browser,
         path,

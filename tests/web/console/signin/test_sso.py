@@ -45,9 +45,9 @@ async def test_an_sso_button_signs_in_and_lands_on_the_console_page(browser, ten
 async def test_an_sso_user_with_his_own_mfa_finishes_on_the_console_step_page(
     browser,
     tenant,
-    oidc_idp,
+    oidc_idp,  # noqa: F811
     services,
-    monkeypatch,  # noqa: F811
+    monkeypatch,
 ):
     """SSO proves the first factor; a user who enrolled TOTP here is asked for it on the
     tenant console's own step page (challenge in the HttpOnly step cookie), not on the

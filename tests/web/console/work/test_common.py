@@ -30,7 +30,9 @@ def test_amounts_follow_the_currency_exponent(text: str, currency: str, minor: i
     assert to_minor(text, currency, field="amountMinor") == minor
 
 
-@pytest.mark.parametrize("text", ["1.005", "ten", "1e3x", "NaN", "Infinity"])
+@pytest.mark.parametrize(
+    "text", ["1.005", "ten", "1e3x", "NaN", "Infinity", "1e999999", "-1e999999", "1" + "0" * 18]
+)
 def test_an_amount_that_is_no_amount_names_its_field(text: str):
     with pytest.raises(Unprocessable) as refused:
         to_minor(text, "USD", field="amountMinor")

@@ -3,8 +3,13 @@ forms, and who may see them."""
 
 from __future__ import annotations
 
+import re
+import uuid
+
 import httpx
 
+from kanvaro.services import Services
+from kanvaro.work.models import BudgetEntry, TimeEntry
 from tests.conftest import TenantFixture
 from tests.web.console.conftest import sign_in, submit
 from tests.web.console.work.conftest import api_get, api_member, api_project, api_task
@@ -285,3 +290,190 @@ async def test_the_time_page_lists_and_logs_project_time(
     )
     assert wrong.status_code == 422 or wrong.status_code == 404
     assert "Elsewhere" not in wrong.text
+
+
+async def test_editing_a_draft_invoice_and_its_lines(
+    browser: httpx.AsyncClient, tenant: TenantFixture
+):
+    r = await tenant.client.post(
+        "/api/v1/invoices",
+        headers=tenant.admin.headers,
+        json={
+            "clientName": "Draft Co",
+            "currency": "EUR",
+            "issueDate": "2026-04-01",
+            "lines": [
+                {"description": "Design", "quantity": "2", "unitPriceMinor": 10000},
+                {"description": "Hosting", "quantity": "1", "unitPriceMinor": 500},
+            ],
+        },
+    )
+    assert r.status_code == 201, r.text
+    made = r.json()
+    invoice_path = f"/t/{tenant.slug}/invoices/{made['id']}"
+    edit_path = f"{invoice_path}/edit"
+    await sign_in(browser, tenant, tenant.admin.email)
+    assert edit_path in (await browser.get(invoice_path)).text
+    page = await browser.get(edit_path)
+    assert page.status_code == 200
+    assert 'value="Design"' in page.text and 'value="100.00"' in page.text
+    assert 'name="line3Description"' in page.text  # its two lines and more empty rows
+    form = {
+        "clientName": "Draft Company",
+        "clientEmail": "",
+        "currency": "EUR",
+        "number": made["number"],
+        "issueDate": "2026-04-02",
+        "dueDate": "2026-05-02",
+        "notes": "Net 30",
+        "lineCount": "5",
+        # Hosting cleared (removed), a new third line.
+        "line0Description": "Design",
+        "line0Quantity": "3",
+        "line0Price": "100.00",
+        "line2Description": "Support",
+        "line2Quantity": "1",
+        "line2Price": "49.50",
+    }
+    saved = await submit(browser, edit_path, edit_path, form | {"version": str(made["version"])})
+    assert saved.status_code == 303, saved.text
+    now = await api_get(tenant, f"/api/v1/invoices/{made['id']}")
+    assert now["clientName"] == "Draft Company" and now["dueDate"] == "2026-05-02"
+    assert [(line["description"], line["amountMinor"]) for line in now["lines"]] == [
+        ("Design", 30000),
+        ("Support", 4950),
+    ]
+    assert now["totalMinor"] == 34950 and now["version"] == made["version"] + 1
+    # Bad input names its field; a stale version and a sent invoice change nothing.
+    bad = await submit(
+        browser,
+        edit_path,
+        edit_path,
+        form | {"version": str(now["version"]), "dueDate": "2026-01-01"},
+    )
+    assert bad.status_code == 422 and "<code>dueDate</code>" in bad.text
+    price = await submit(
+        browser,
+        edit_path,
+        edit_path,
+        form | {"version": str(now["version"]), "line0Price": "1.234"},
+    )
+    assert price.status_code == 422 and "unitPriceMinor" in price.text
+    stale = await submit(browser, edit_path, edit_path, form | {"version": str(made["version"])})
+    assert stale.status_code == 412
+    assert (await api_get(tenant, f"/api/v1/invoices/{made['id']}"))["version"] == now["version"]
+    sent = await tenant.client.patch(
+        f"/api/v1/invoices/{made['id']}",
+        headers=tenant.admin.headers,
+        json={"status": "sent", "version": now["version"]},
+    )
+    assert sent.status_code == 200, sent.text
+    assert edit_path not in (await browser.get(invoice_path)).text
+    assert (await browser.get(edit_path)).status_code == 409
+    late = await submit(
+        browser, invoice_path, edit_path, form | {"version": str(sent.json()["version"])}
+    )
+    assert late.status_code == 409  # lines and client are fixed once it is sent
+    assert (await api_get(tenant, f"/api/v1/invoices/{made['id']}"))["totalMinor"] == 34950
+
+
+async def test_long_lists_page_on_and_the_task_total_counts_every_entry(
+    browser: httpx.AsyncClient, tenant: TenantFixture, services: Services
+):
+    """201 budget entries and 201 time entries: the first page shows 200 with a link to the
+    rest, and the task's total is of all 201, not of the page."""
+    import datetime as dt
+    from decimal import Decimal
+
+    project = await api_project(tenant, "Long lists", currency="EUR")
+    task = await api_task(tenant, project["id"], "Many hours")
+    tenant_id, project_id = uuid.UUID(tenant.id), uuid.UUID(project["id"])
+    async with services.db.session(tenant_id=tenant_id) as db:
+        for i in range(201):
+            day = dt.date(2025, 1, 1) + dt.timedelta(days=i)
+            db.add(
+                BudgetEntry(
+                    tenant_id=tenant_id,
+                    project_id=project_id,
+                    kind="expense",
+                    description=f"Expense {i:03d}",
+                    amount_minor=100,
+                    currency="EUR",
+                    entry_date=day,
+                )
+            )
+            db.add(
+                TimeEntry(
+                    tenant_id=tenant_id,
+                    project_id=project_id,
+                    task_id=uuid.UUID(task["id"]),
+                    user_id=uuid.UUID(tenant.admin.id),
+                    entry_date=day,
+                    hours=Decimal("0.5"),
+                    description="",
+                    billable=True,
+                )
+            )
+    await sign_in(browser, tenant, tenant.admin.email)
+    budget_path = f"/t/{tenant.slug}/projects/{project['id']}/budget"
+    first = await browser.get(budget_path)
+    assert first.status_code == 200 and first.text.count("Expense ") == 200
+    more = re.search(r'href="([^"]*\?cursor=[^"]+)">More entries', first.text)
+    assert more, "no link to the rest"
+    rest = await browser.get(more.group(1).replace("&amp;", "&"))
+    assert rest.status_code == 200 and rest.text.count("Expense ") == 1
+    assert "201.00 EUR" in first.text  # the totals are of every entry
+    task_page = await browser.get(f"/t/{tenant.slug}/tasks/{task['id']}")
+    assert "More time entries" in task_page.text and "100.50" in task_page.text
+    bad = await browser.get(budget_path, params={"cursor": "not-a-cursor"})
+    assert bad.status_code in (400, 422)
+
+
+async def test_a_draft_keeps_its_lines_and_a_line_error_names_its_own_row(
+    browser: httpx.AsyncClient, tenant: TenantFixture
+):
+    lines = [{"description": f"Item {i}", "quantity": "1", "unitPriceMinor": 100} for i in range(8)]
+    r = await tenant.client.post(
+        "/api/v1/invoices",
+        headers=tenant.admin.headers,
+        json={
+            "clientName": "Rows Ltd",
+            "currency": "USD",
+            "issueDate": "2026-04-01",
+            "lines": lines,
+        },
+    )
+    made = r.json()
+    edit_path = f"/t/{tenant.slug}/invoices/{made['id']}/edit"
+    await sign_in(browser, tenant, tenant.admin.email)
+    form = {"clientName": "Rows Ltd", "currency": "USD", "issueDate": "2026-04-01"}
+    for i in range(8):
+        form |= {
+            f"line{i}Description": f"Item {i}",
+            f"line{i}Quantity": "1",
+            f"line{i}Price": "1.00",
+        }
+    # No lineCount (a hand-made or trimmed form): every stored line is read, none dropped.
+    saved = await submit(browser, edit_path, edit_path, form | {"version": str(made["version"])})
+    assert saved.status_code == 303, saved.text
+    now = await api_get(tenant, f"/api/v1/invoices/{made['id']}")
+    assert len(now["lines"]) == 8
+    # Row 1 cleared, row 3 refused: the message stands at row 3 (the API's lines.2).
+    bad = form | {
+        "line1Description": "",
+        "line1Quantity": "",
+        "line1Price": "",
+        "line3Quantity": "-1",
+    }
+    r = await submit(
+        browser, edit_path, edit_path, bad | {"version": str(now["version"]), "lineCount": "10"}
+    )
+    assert r.status_code == 422
+    assert "<code>lines.3.quantity</code>" in r.text and "Line 4, quantity" in r.text
+    huge = await submit(
+        browser,
+        edit_path,
+        edit_path,
+        form | {"version": str(now["version"]), "line0Price": "1e999999"},
+    )
+    assert huge.status_code == 422 and "lines.0.unitPriceMinor" in huge.text

@@ -1,10 +1,12 @@
 """``/t/{slug}/admin/compliance``: reports, retention policies and data subject requests.
 
 Reading needs ``compliance:read`` and changing ``compliance:manage``, as on
-``/api/v1/compliance``; the forms run the API routes' actions (``reports.generate``,
+``/api/v1/compliance``; the forms run the API routes' actions (``reports.request_report``,
 ``policies.create_policy`` / ``update_policy``, ``requests.create_request`` /
-``update_request``). A report is computed when it is asked for and stored with its status
-(completed or failed); its downloads are the API's (JSON, HTML, PDF).
+``update_request``). A report is generated in the background once it is asked for: the list
+shows its progress (``admin-reports.js`` follows it through the API and reloads the page when it
+is done; without JavaScript a refresh does) and, once completed, its downloads, which are the
+API's (JSON, HTML, PDF).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from kanvaro.deps import Ctx, require
 from kanvaro.errors import ProblemError
 from kanvaro.identity.models import User
 from kanvaro.security.permissions import Permission as P
+from kanvaro.web.console import register_asset
 from kanvaro.web.console.admin.common import (
     Problem,
     Slug,
@@ -53,13 +56,13 @@ from kanvaro.web.console.templating import NOTICES
 from kanvaro.web.console.tenant import page_tenant
 
 router = console_router()
+register_asset("admin-reports.js")
 Reader = Annotated[Ctx, require(P.COMPLIANCE_READ)]
 Manager = Annotated[Ctx, require(P.COMPLIANCE_MANAGE)]
 
 NOTICES.update(
     {
-        "report-generated": "Report generated.",
-        "report-failed": "The report could not be generated; its reason is in the list.",
+        "report-requested": "Report asked for: it is being generated; its progress is below.",
         "retention-created": "Retention policy created.",
         "retention-saved": "Retention policy saved.",
         "request-created": "Data subject request recorded.",
@@ -116,13 +119,13 @@ async def generate_report(slug: Slug, ctx: Manager, request: Request) -> Respons
     form = fields(await request.form(), "reportType", "periodStart", "periodEnd")
     try:
         body = parse(ReportCreate, form)
-        row = await attempt(
-            ctx, reports.generate(ctx, body.report_type, body.period_start, body.period_end)
+        await attempt(
+            ctx,
+            reports.request_report(ctx, body.report_type, body.period_start, body.period_end),
         )
     except ProblemError as exc:
         return await _page(request, ctx, slug, problem=problem_of(exc, "report"), sent=form)
-    notice = "report-generated" if row.status == "completed" else "report-failed"
-    return redirect(slug, "/admin/compliance", notice)
+    return redirect(slug, "/admin/compliance", "report-requested")
 
 
 def _retention_body(form: Any) -> dict[str, Any]:

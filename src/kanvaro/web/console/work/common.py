@@ -160,6 +160,12 @@ def to_minor(text: str, currency: str, *, field: str) -> int | str | None:
         value = Decimal(text)
     except InvalidOperation:
         value = None
+    if value is not None and value.is_finite() and value.adjusted() > 17:
+        # Past what a 64-bit amount holds (and before scaleb would overflow the context).
+        raise Unprocessable(
+            "The amount is too large.",
+            errors=[{"field": field, "in": "body", "message": "too large"}],
+        )
     if value is None or not value.is_finite() or value.as_tuple().exponent < -places:  # type: ignore[operator]
         raise Unprocessable(
             f"Give the amount as a number with at most {places} decimal places.",

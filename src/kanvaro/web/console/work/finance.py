@@ -1,7 +1,7 @@
 """Money: a project's budget (its entries and totals) and invoices (a project's, or all the
 tenant's), with the forms the API allows: add and delete budget entries (``budget:update``),
-create invoices, move them along draft → sent → paid (or void) with their version, and delete
-a draft (``invoice:create``, as on the API).
+create invoices, edit a draft (client, dates, notes, lines), move them along draft → sent →
+paid (or void) with their version, and delete a draft (``invoice:create``, as on the API).
 
 Amounts are typed in the currency's units (12.50) and kept in minor units (1250), as the API
 keeps them; the conversion follows the currency's ISO 4217 exponent.
@@ -10,14 +10,15 @@ keeps them; the conversion follows the currency's ISO 4217 exponent.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from kanvaro.deps import Ctx, require
-from kanvaro.errors import ProblemError
+from kanvaro.errors import Conflict, ProblemError, Unprocessable
 from kanvaro.security.permissions import Permission as P
 from kanvaro.web.console.forms import fields
 from kanvaro.web.console.routing import console_router, tenant_path
@@ -26,6 +27,7 @@ from kanvaro.web.console.tenant import page_tenant
 from kanvaro.web.console.work.common import (
     Problem,
     Slug,
+    amount_text,
     attempt,
     fresh,
     integer,
@@ -40,9 +42,10 @@ from kanvaro.work import budget as budget_actions
 from kanvaro.work import invoices as invoice_actions
 from kanvaro.work.common import get_project, visible_projects
 from kanvaro.work.models import INVOICE_STATUSES, BudgetEntry, Project
-from kanvaro.work.schemas_finance import BudgetCreate, InvoiceCreate, InvoiceUpdate
+from kanvaro.work.schemas_finance import MAX_LINES, BudgetCreate, InvoiceCreate, InvoiceUpdate
 
 router = console_router()
+M = TypeVar("M", bound=BaseModel)
 
 BudgetReader = Annotated[Ctx, require(P.PROJECT_READ, P.BUDGET_READ)]
 BudgetWriter = Annotated[Ctx, require(P.BUDGET_UPDATE)]
@@ -51,7 +54,16 @@ InvoiceWriter = Annotated[Ctx, require(P.INVOICE_CREATE)]
 
 BUDGET_KINDS = ("planned", "expense", "adjustment")
 BUDGET_FORM = ("kind", "category", "description", "amount", "date")
-LINES = 5  # line rows on the new-invoice form
+LINES = 5  # line rows on the new-invoice form (a draft's edit form: its lines and two more)
+INVOICE_FIELDS = (
+    "clientName",
+    "clientEmail",
+    "currency",
+    "number",
+    "issueDate",
+    "dueDate",
+    "notes",
+)
 INVOICE_FORM = (
     "projectId",
     "clientName",
@@ -85,17 +97,16 @@ async def _budget_page(
     await fresh(ctx)
     tenant = await page_tenant(ctx, slug)
     project = await get_project(ctx, project_id)
-    entries = (
-        await budget_actions.list_entries(
-            ctx,
-            cursor=None,
-            limit=200,
-            project_id=project_id,
-            kind=None,
-            date_from=None,
-            date_to=None,
-        )
-    )["items"]
+    listed = await budget_actions.list_entries(
+        ctx,
+        cursor=request.query_params.get("cursor") or None,
+        limit=200,
+        project_id=project_id,
+        kind=None,
+        date_from=None,
+        date_to=None,
+    )
+    entries = listed["items"]
     sums = await ctx.db.execute(
         visible_projects(
             ctx,
@@ -117,6 +128,7 @@ async def _budget_page(
         tenant=tenant,
         project=project,
         entries=entries,
+        next_cursor=listed["nextCursor"],
         totals=totals,
         base=base,
         remaining=remaining,
@@ -134,6 +146,17 @@ async def _budget_page(
     )
 
 
+def budget_body(form: dict[str, str], currency: str) -> dict[str, Any]:
+    """A budget entry's form as the API's body; the amount typed in ``currency``'s units."""
+    return {
+        "kind": form["kind"] or "expense",
+        "category": form["category"] or "general",
+        "description": form["description"],
+        "amountMinor": to_minor(form["amount"], currency, field="amountMinor"),
+        "date": form["date"],
+    }
+
+
 @router.get("/t/{slug}/projects/{project_id}/budget")
 async def budget_page(
     slug: Slug, project_id: uuid.UUID, ctx: BudgetReader, request: Request
@@ -149,14 +172,7 @@ async def add_budget_entry(
     form = fields(await request.form(), *BUDGET_FORM)
     project = await get_project(ctx, project_id)
     try:
-        body = {
-            "projectId": str(project_id),
-            "kind": form["kind"] or "expense",
-            "category": form["category"] or "general",
-            "description": form["description"],
-            "amountMinor": to_minor(form["amount"], project.currency, field="amountMinor"),
-            "date": form["date"],
-        }
+        body = {"projectId": str(project_id)} | budget_body(form, project.currency)
         data = parse(BudgetCreate, body)
         await attempt(ctx, budget_actions.create_entry(ctx, data))
     except ProblemError as exc:
@@ -213,17 +229,16 @@ async def _invoices_page(
     project = await get_project(ctx, project_id) if project_id else None
     status = request.query_params.get("status") or ""
     status = status if status in INVOICE_STATUSES else ""
-    invoices = (
-        await invoice_actions.list_invoices(
-            ctx,
-            cursor=None,
-            limit=200,
-            status=status or None,
-            project_id=project_id,
-            date_from=None,
-            date_to=None,
-        )
-    )["items"]
+    listed = await invoice_actions.list_invoices(
+        ctx,
+        cursor=request.query_params.get("cursor") or None,
+        limit=200,
+        status=status or None,
+        project_id=project_id,
+        date_from=None,
+        date_to=None,
+    )
+    invoices = listed["items"]
     projects = await _visible_projects(ctx)
     project_names = {p.id: p.name for p in projects}
     today = ctx.services.clock.now().date().isoformat()
@@ -235,6 +250,7 @@ async def _invoices_page(
         tenant=tenant,
         project=project,
         invoices=invoices,
+        next_cursor=listed["nextCursor"],
         projects=projects,
         project_names=project_names,
         statuses=INVOICE_STATUSES,
@@ -258,7 +274,17 @@ async def project_invoices_page(
     return await _invoices_page(request, ctx, slug, project_id)
 
 
-def _invoice_body(form: dict[str, str], currency: str) -> dict[str, Any]:
+def _line_fields(count: int) -> tuple[str, ...]:
+    return tuple(
+        f"line{i}{part}" for i in range(count) for part in ("Description", "Quantity", "Price")
+    )
+
+
+def _invoice_body(
+    form: dict[str, str], currency: str, count: int = LINES
+) -> tuple[dict[str, Any], list[int]]:
+    """The form as the API's body, and the form row each line came from (empty rows are left
+    out, so the API's ``lines.N`` is the N-th filled row)."""
     body: dict[str, Any] = {
         "clientName": form["clientName"],
         "clientEmail": optional(form["clientEmail"]),
@@ -271,13 +297,14 @@ def _invoice_body(form: dict[str, str], currency: str) -> dict[str, Any]:
         body["projectId"] = form["projectId"]
     if form["currency"]:
         body["currency"] = form["currency"].upper()
-    lines = []
-    for i in range(LINES):
+    lines, rows = [], []
+    for i in range(count):
         description = form[f"line{i}Description"]
         quantity = form[f"line{i}Quantity"]
         price = form[f"line{i}Price"]
         if not (description or quantity or price):
             continue
+        rows.append(i)
         lines.append(
             {
                 "description": description,
@@ -286,7 +313,25 @@ def _invoice_body(form: dict[str, str], currency: str) -> dict[str, Any]:
             }
         )
     body["lines"] = lines
-    return body
+    return body, rows
+
+
+def _parse_invoice(model: type[M], body: dict[str, Any], rows: list[int]) -> M:
+    """``parse``, with a line's refusal named by the form row it was typed in."""
+    try:
+        return parse(model, body)
+    except Unprocessable as exc:
+        errors = [_on_row(e, rows) for e in exc.errors or []]
+        raise Unprocessable(exc.detail, errors=errors) from None
+
+
+def _on_row(error: dict[str, Any], rows: list[int]) -> dict[str, Any]:
+    field = str(error.get("field") or "")
+    parts = field.split(".")
+    if len(parts) >= 2 and parts[0] == "lines" and parts[1].isdigit() and int(parts[1]) < len(rows):
+        parts[1] = str(rows[int(parts[1])])
+        return {**error, "field": ".".join(parts)}
+    return error
 
 
 @router.post("/t/{slug}/invoices")
@@ -298,7 +343,8 @@ async def create_invoice(slug: Slug, ctx: InvoiceWriter, request: Request) -> Re
         project_id = uuid_or_none(form["projectId"])
         project = await get_project(ctx, project_id) if project_id else None
         currency = form["currency"].upper() or (project.currency if project else "USD")
-        data = parse(InvoiceCreate, _invoice_body(form, currency))
+        body, rows = _invoice_body(form, currency)
+        data = _parse_invoice(InvoiceCreate, body, rows)
         invoice, _ = await attempt(ctx, invoice_actions.create_invoice(ctx, data))
     except ProblemError as exc:
         if not ctx.principal.has(P.INVOICE_READ):
@@ -369,3 +415,99 @@ async def delete_invoice(
         return await _invoice_page(request, ctx, slug, invoice_id, problem=problem_of(exc))
     path = f"/projects/{project_id}/invoices" if project_id else "/invoices"
     return _see(slug, path, "invoice-deleted")
+
+
+# --- a draft's edit form ---------------------------------------------------------------------
+
+
+def _edit_rows(form_count: str, stored: int) -> int:
+    """How many line rows the form has: what the page sent (capped), else the stored lines
+    and two empty rows, at least ``LINES``."""
+    try:
+        sent = int(form_count)
+    except ValueError:
+        sent = 0
+    wanted = sent if sent > 0 else stored + 2
+    return min(MAX_LINES, max(LINES, wanted))
+
+
+async def _invoice_edit_page(
+    request: Request,
+    ctx: Ctx,
+    slug: str,
+    invoice_id: uuid.UUID,
+    *,
+    form: dict[str, str] | None = None,
+    problem: Problem | None = None,
+) -> Response:
+    await fresh(ctx)  # nothing of a refused save is kept; the invoice as stored
+    tenant = await page_tenant(ctx, slug)
+    invoice = await invoice_actions.get_invoice(ctx, invoice_id)
+    if invoice.status != "draft":
+        raise Conflict(f"Only a draft invoice can be edited; this one is {invoice.status}.")
+    stored = await invoice_actions.lines_of(ctx, invoice.id)
+    rows = _edit_rows(form["lineCount"] if form else "", len(stored))
+    if form is None:
+        form = {
+            "clientName": invoice.client_name,
+            "clientEmail": invoice.client_email or "",
+            "currency": invoice.currency,
+            "number": invoice.number,
+            "issueDate": invoice.issue_date.isoformat(),
+            "dueDate": invoice.due_date.isoformat() if invoice.due_date else "",
+            "notes": invoice.notes or "",
+            "version": str(invoice.version),
+        } | dict.fromkeys(_line_fields(rows), "")
+        for i, line in enumerate(stored):
+            form[f"line{i}Description"] = line.description
+            form[f"line{i}Quantity"] = f"{line.quantity.normalize():f}"
+            form[f"line{i}Price"] = amount_text(line.unit_price_minor, invoice.currency)
+    else:
+        form = dict.fromkeys(_line_fields(rows), "") | form
+    return render(
+        request,
+        "work/invoice_edit.html",
+        ctx=ctx,
+        status=problem.status if problem else 200,
+        tenant=tenant,
+        invoice=invoice,
+        form=form,
+        lines=rows,
+        problem=problem,
+    )
+
+
+@router.get("/t/{slug}/invoices/{invoice_id}/edit")
+async def invoice_edit_page(
+    slug: Slug, invoice_id: uuid.UUID, ctx: InvoiceWriter, request: Request
+) -> Response:
+    return await _invoice_edit_page(request, ctx, slug, invoice_id)
+
+
+@router.post("/t/{slug}/invoices/{invoice_id}/edit")
+async def edit_invoice(
+    slug: Slug, invoice_id: uuid.UUID, ctx: InvoiceWriter, request: Request
+) -> Response:
+    await page_tenant(ctx, slug)
+    submitted = await request.form()
+    form = fields(submitted, *INVOICE_FIELDS, "version", "lineCount")
+    invoice = await invoice_actions.get_invoice(ctx, invoice_id)
+    # A form that does not say how many rows it has is read with every stored line, so no
+    # line is dropped because the rows were not counted.
+    stored = len(await invoice_actions.lines_of(ctx, invoice.id))
+    count = _edit_rows(form["lineCount"], stored)
+    form |= fields(submitted, *_line_fields(count)) | {"lineCount": str(count)}
+    try:
+        currency = form["currency"].upper() or invoice.currency
+        body, rows = _invoice_body(form | {"projectId": "", "currency": currency}, currency, count)
+        # A blank number or issue date keeps the invoice's own; a blank due date or email clears it.
+        body = {k: v for k, v in body.items() if not (k in ("number", "issueDate") and v is None)}
+        data = _parse_invoice(InvoiceUpdate, body | {"version": integer(form["version"])}, rows)
+        await attempt(ctx, invoice_actions.update_invoice(ctx, invoice, data, None))
+    except ProblemError as exc:
+        if exc.status in (403, 404) and not exc.errors:
+            raise
+        return await _invoice_edit_page(
+            request, ctx, slug, invoice_id, form=form, problem=problem_of(exc)
+        )
+    return _see(slug, f"/invoices/{invoice_id}", "invoice-saved")

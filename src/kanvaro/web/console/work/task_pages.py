@@ -10,11 +10,13 @@ unassign: each names the version it changes), ``comments.create_comment`` /
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
+from sqlalchemy import func, select
 
 from kanvaro.deps import Ctx, require, require_any
 from kanvaro.errors import ProblemError
@@ -40,7 +42,7 @@ from kanvaro.work import task_reads
 from kanvaro.work import tasks as task_actions
 from kanvaro.work import time_entries as time_actions
 from kanvaro.work.common import get_project
-from kanvaro.work.models import TASK_PRIORITIES, TASK_STATUSES
+from kanvaro.work.models import TASK_PRIORITIES, TASK_STATUSES, TimeEntry
 from kanvaro.work.schemas_tasks import CommentCreate, TaskUpdate
 from kanvaro.work.schemas_time import TimeEntryCreate
 
@@ -89,26 +91,34 @@ async def task_detail(
     task = dict(task)
     project = await get_project(ctx, task["project_id"])
     me = ctx.me()
+    # Two lists, each with its own cursor: ?comments=<cursor> and ?time=<cursor>.
     comments: list[Any] = []
+    more_comments = more_time = None
+    total_hours: Decimal = Decimal(0)
     if me.has(P.COMMENT_READ):
-        comments = (await comment_actions.list_comments(task_id, ctx, cursor=None, limit=200))[
-            "items"
-        ]
+        listed = await comment_actions.list_comments(
+            task_id, ctx, cursor=request.query_params.get("comments") or None, limit=200
+        )
+        comments, more_comments = listed["items"], listed["nextCursor"]
     entries: list[Any] = []
     if me.has(P.TIME_READ):
-        entries = (
-            await time_actions.list_entries(
-                ctx,
-                cursor=None,
-                limit=200,
-                project_id=None,
-                task_id=task_id,
-                user_id=None,
-                date_from=None,
-                date_to=None,
-                billable=None,
-            )
-        )["items"]
+        listed = await time_actions.list_entries(
+            ctx,
+            cursor=request.query_params.get("time") or None,
+            limit=200,
+            project_id=None,
+            task_id=task_id,
+            user_id=None,
+            date_from=None,
+            date_to=None,
+            billable=None,
+        )
+        entries, more_time = listed["items"], listed["nextCursor"]
+        # The task's whole total, not only the page's: the project is visible (the task was).
+        summed = await ctx.db.execute(
+            select(func.sum(TimeEntry.hours)).where(TimeEntry.task_id == task_id)
+        )
+        total_hours = Decimal(summed.scalar_one() or 0)
     names = await names_of(
         ctx,
         [*assignee_ids, *(c.author_id for c in comments), *(e.user_id for e in entries)],
@@ -144,7 +154,9 @@ async def task_detail(
         may_assign=may_assign,
         comments=comments,
         entries=entries,
-        total_hours=sum((e.hours for e in entries), start=0),
+        total_hours=total_hours,
+        more_comments=more_comments,
+        more_time=more_time,
         form=form,
         problem=problem,
         comment_problem=comment_problem,
