@@ -207,3 +207,34 @@ async def test_one_reports_trouble_does_not_stop_the_sweep(services, client, ten
     await worker.sweep(services)
     assert (await _row(services, *first)).status == "pending"  # the next sweep retries it
     assert (await _row(services, *second)).status == "completed"
+
+
+async def test_the_command_line_waits_for_a_report_another_process_claimed(
+    services, tenant, monkeypatch
+):
+    """``kanvaro report generate`` loses the claim to a server's sweep, whose process then
+    dies: the command waits, takes the report over once the heartbeat is stale, and exits
+    with it completed (not 'running')."""
+    from kanvaro.acting import Acting
+    from kanvaro.compliance.reports import service as reports
+
+    clock = ManualClock()
+    monkeypatch.setattr(services, "clock", clock)
+    monkeypatch.setattr(worker, "WAIT_POLL_SECONDS", 0.01)
+    real_claim = worker.claim
+    others: list[uuid.UUID] = []
+
+    async def a_server_first(services_, tenant_id, report_id):
+        if not others:
+            others.append(await real_claim(services_, tenant_id, report_id))  # ...and it dies
+            clock.advance(worker.STALE_AFTER.total_seconds() + 1)
+            return None
+        return await real_claim(services_, tenant_id, report_id)
+
+    monkeypatch.setattr(worker, "claim", a_server_first)
+    tenant_id = uuid.UUID(tenant.id)
+    async with services.db.session(tenant_id=tenant_id) as db:
+        ctx = Acting.system(services, db, tenant_id=tenant_id, name="cli")
+        row = await reports.generate_now(ctx, "sox", date(2026, 1, 1), date.today())
+        assert others and others[0] is not None
+        assert row.status == "completed" and row.attempts == 2

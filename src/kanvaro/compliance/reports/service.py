@@ -69,7 +69,8 @@ async def generate_now(ctx: Acting, report_type: str, start: date, end: date) ->
     steps as the API's, generated in this process."""
     row = await request_report(ctx, report_type, start, end, background=False)
     await ctx.db.commit()  # the worker's transactions must see the row
-    await worker.run_one(ctx.services, ctx.tenant_id, row.id)
+    # A server's sweep may claim it first: then wait for that one's outcome.
+    await worker.wait_for(ctx.services, ctx.tenant_id, row.id)
     await ctx.db.refresh(row)
     return row
 

@@ -55,6 +55,7 @@ STALE_AFTER = timedelta(minutes=5)
 # than STALE_AFTER (the figures of a large tenant) is not taken over as dead.
 HEARTBEAT_EVERY = STALE_AFTER.total_seconds() / 5
 MAX_ATTEMPTS = 3
+WAIT_POLL_SECONDS = 1.0  # how often the command line looks at a report another process runs
 JOB = "compliance.reports"
 
 
@@ -263,6 +264,34 @@ async def _finish(
         )
 
 
+async def settle_one(
+    services: Services, tenant_id: uuid.UUID, report_id: uuid.UUID, attempts: int
+) -> bool:
+    """Generate a claimable report, or give it up once it was claimed :data:`MAX_ATTEMPTS`
+    times; True when this call finished it."""
+    if attempts >= MAX_ATTEMPTS:
+        try:
+            await _finish(services, tenant_id, report_id, None, error="Abandoned")
+        except ClaimLost:
+            return False
+        return True
+    return await run_one(services, tenant_id, report_id)
+
+
+async def wait_for(services: Services, tenant_id: uuid.UUID, report_id: uuid.UUID) -> None:
+    """Generate a report here, or wait for whoever claimed it first to finish it, taking it
+    over if that claimant dies (the command line: it must not exit while the report runs)."""
+    while True:
+        async with services.db.session(tenant_id=tenant_id) as db:
+            row = await db.get(ComplianceReport, report_id)
+            assert row is not None  # reports are never deleted
+            status, attempts = row.status, row.attempts
+        if status in ("completed", "failed"):
+            return
+        if not await settle_one(services, tenant_id, report_id, attempts):
+            await asyncio.sleep(WAIT_POLL_SECONDS)
+
+
 async def sweep(services: Services) -> int:
     """The shared job: generate every report left unfinished (its process died or restarted),
     give up those claimed :data:`MAX_ATTEMPTS` times; returns how many it finished."""
@@ -280,12 +309,7 @@ async def sweep(services: Services) -> int:
         # One report's trouble (the database gone while its failure was written) does not
         # keep the sweep from the others; the next sweep retries it.
         try:
-            if attempts >= MAX_ATTEMPTS:
-                with contextlib.suppress(ClaimLost):
-                    await _finish(services, tenant_id, report_id, None, error="Abandoned")
-                    finished += 1
-                continue
-            finished += await run_one(services, tenant_id, report_id)
+            finished += await settle_one(services, tenant_id, report_id, attempts)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

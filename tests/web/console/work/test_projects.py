@@ -263,6 +263,43 @@ async def test_members_add_change_role_and_remove(
     assert (await api_get(tenant, f"/api/v1/projects/{project['id']}/members"))["items"] == []
 
 
+async def test_a_member_added_by_email_past_the_picker(
+    browser: httpx.AsyncClient,
+    tenant: TenantFixture,
+    other_tenant: TenantFixture,
+    monkeypatch,
+):
+    """A tenant larger than the picker: anyone is added by typing their address (any case);
+    an unknown address, a deactivated person's or another tenant's is a 422 naming email."""
+    from kanvaro.web.console.work import common
+
+    monkeypatch.setattr(common, "PICKER_LIMIT", 1)
+    project = await api_project(tenant, "Vostok")
+    person = await tenant.member("team_member")
+    gone = await tenant.member("viewer")
+    version = (await api_get(tenant, f"/api/v1/users/{gone.id}"))["version"]
+    r = await tenant.client.patch(
+        f"/api/v1/users/{gone.id}",
+        headers=tenant.admin.headers,
+        json={"isActive": False, "version": version},
+    )
+    assert r.status_code == 200, r.text
+    stranger = await other_tenant.member("team_member")
+    await sign_in(browser, tenant, tenant.admin.email)
+    page_path = f"/t/{tenant.slug}/projects/{project['id']}"
+    page = await browser.get(page_path)
+    assert "type anyone else" in page.text
+    for address in ("nobody@nowhere.example", gone.email, stranger.email):
+        refused = await submit(browser, page_path, f"{page_path}/members", {"email": address})
+        assert refused.status_code == 422 and "<code>email</code>" in refused.text, address
+    added = await submit(
+        browser, page_path, f"{page_path}/members", {"email": person.email.upper(), "userId": ""}
+    )
+    assert added.status_code == 303
+    members = (await api_get(tenant, f"/api/v1/projects/{project['id']}/members"))["items"]
+    assert [m["userId"] for m in members] == [person.id]
+
+
 async def test_members_are_managed_only_with_project_update(
     browser: httpx.AsyncClient, tenant: TenantFixture
 ):

@@ -33,6 +33,8 @@ from kanvaro.web.console.work.common import (
     names_of,
     optional,
     parse,
+    person_by_email,
+    picker_full,
     problem_of,
     tenant_people,
     to_minor,
@@ -162,11 +164,8 @@ async def _detail(
     members = (await project_actions.list_members(project_id, ctx, cursor=None, limit=200))["items"]
     names = await names_of(ctx, [m.user_id for m in members])
     member_ids = {m.user_id for m in members}
-    people = (
-        [p for p in await tenant_people(ctx) if p[0] not in member_ids]
-        if ctx.principal.has(P.PROJECT_UPDATE)
-        else []
-    )
+    everyone = await tenant_people(ctx) if ctx.principal.has(P.PROJECT_UPDATE) else []
+    people = [p for p in everyone if p[0] not in member_ids]
     counts = dict(
         (
             await ctx.db.execute(
@@ -198,6 +197,7 @@ async def _detail(
         members=members,
         names=names,
         people=people,
+        more_people=picker_full(everyone),
         counts=counts,
         form=form,
         problem=problem,
@@ -255,11 +255,13 @@ async def delete_project(
 @router.post("/t/{slug}/projects/{project_id}/members")
 async def add_member(slug: Slug, project_id: uuid.UUID, ctx: Updater, request: Request) -> Response:
     await page_tenant(ctx, slug)
-    form = fields(await request.form(), "userId", "projectRole")
+    form = fields(await request.form(), "userId", "email", "projectRole")
     try:
+        # The list shows the first PICKER_LIMIT people; anyone else is named by email.
+        user = str(await person_by_email(ctx, form["email"])) if form["email"] else form["userId"]
         data = parse(
             MemberCreate,
-            {"userId": form["userId"], "projectRole": form["projectRole"] or "contributor"},
+            {"userId": user, "projectRole": form["projectRole"] or "contributor"},
         )
         await attempt(
             ctx, member_actions.add_member(ctx, project_id, data.user_id, data.project_role)
