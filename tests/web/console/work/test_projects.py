@@ -270,9 +270,11 @@ async def test_a_member_added_by_email_past_the_picker(
     monkeypatch,
 ):
     """A tenant larger than the picker: anyone is added by typing their address (any case);
-    an unknown address, a deactivated person's or another tenant's is a 422 naming email."""
+    an unknown address, a deactivated person's or another tenant's is a 422 naming userEmail."""
+    from kanvaro.web.console import people
     from kanvaro.web.console.work import common
 
+    monkeypatch.setattr(people, "PICKER_LIMIT", 1)
     monkeypatch.setattr(common, "PICKER_LIMIT", 1)
     project = await api_project(tenant, "Vostok")
     person = await tenant.member("team_member")
@@ -290,10 +292,13 @@ async def test_a_member_added_by_email_past_the_picker(
     page = await browser.get(page_path)
     assert "type anyone else" in page.text
     for address in ("nobody@nowhere.example", gone.email, stranger.email):
-        refused = await submit(browser, page_path, f"{page_path}/members", {"email": address})
-        assert refused.status_code == 422 and "<code>email</code>" in refused.text, address
+        refused = await submit(browser, page_path, f"{page_path}/members", {"userEmail": address})
+        assert refused.status_code == 422 and "<code>userEmail</code>" in refused.text, address
     added = await submit(
-        browser, page_path, f"{page_path}/members", {"email": person.email.upper(), "userId": ""}
+        browser,
+        page_path,
+        f"{page_path}/members",
+        {"userEmail": person.email.upper(), "userId": ""},
     )
     assert added.status_code == 303
     members = (await api_get(tenant, f"/api/v1/projects/{project['id']}/members"))["items"]

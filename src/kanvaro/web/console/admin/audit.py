@@ -29,6 +29,7 @@ from kanvaro.identity.models import User
 from kanvaro.schemas import UtcDatetime
 from kanvaro.security.permissions import Permission as P
 from kanvaro.web.console.admin.common import Problem, Slug, attempt, page, problem_of, redirect
+from kanvaro.web.console.people import by_email, picker
 from kanvaro.web.console.routing import console_router
 from kanvaro.web.console.templating import NOTICES
 from kanvaro.web.console.tenant import page_tenant
@@ -112,6 +113,15 @@ async def latest_checkpoint(ctx: Ctx) -> dict[str, Any] | None:
 async def audit_page(slug: Slug, ctx: Reader, request: Request) -> Response:
     tenant = await page_tenant(ctx, slug)
     filters, shown, problem = _filters(request.query_params)
+    # Anyone past the actor list is named by address (a deactivated person's entries too).
+    shown["actorEmail"] = (request.query_params.get("actorEmail") or "").strip()[:254]
+    if shown["actorEmail"] and problem is None:
+        try:
+            filters["actor_id"] = await by_email(
+                ctx, shown["actorEmail"], field="actorEmail", active_only=False
+            )
+        except ProblemError as exc:
+            problem = problem_of(exc)
     before = request.query_params.get("before") or ""
     before_seq = int(before) if before.isdigit() and len(before) <= 18 else None
     chain_id = audit.chain_for(ctx.tenant_id)
@@ -128,9 +138,7 @@ async def audit_page(slug: Slug, ctx: Reader, request: Request) -> Response:
     people = await _people(ctx, {r.actor_id for r in rows if r.actor_id})
     report = await verification(ctx)
     checkpoint = await latest_checkpoint(ctx)
-    actors = list(
-        (await ctx.db.execute(select(User.id, User.email).order_by(User.email).limit(500))).all()
-    )
+    actors = await picker(ctx)
     next_query = None
     if more and rows:
         kept = {k: v for k, v in shown.items() if v}

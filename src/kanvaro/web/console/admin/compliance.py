@@ -16,7 +16,6 @@ from typing import Annotated, Any, get_args
 
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from kanvaro.compliance import policies as retention
 from kanvaro.compliance import requests as dsr
@@ -36,7 +35,6 @@ from kanvaro.compliance.schemas import (
 )
 from kanvaro.deps import Ctx, require
 from kanvaro.errors import ProblemError
-from kanvaro.identity.models import User
 from kanvaro.security.permissions import Permission as P
 from kanvaro.web.console import register_asset
 from kanvaro.web.console.admin.common import (
@@ -51,6 +49,7 @@ from kanvaro.web.console.admin.common import (
     redirect,
 )
 from kanvaro.web.console.forms import fields
+from kanvaro.web.console.people import chosen, emails_of, picker
 from kanvaro.web.console.routing import console_router
 from kanvaro.web.console.templating import NOTICES
 from kanvaro.web.console.tenant import page_tenant
@@ -83,10 +82,8 @@ async def _page(
     report_list = await compliance_routes.list_reports(ctx, cursor=None, limit=50)
     policy_list = await compliance_routes.list_policies(ctx, cursor=None, limit=50)
     request_list = await compliance_routes.list_requests(ctx, cursor=None, limit=50, status=None)
-    people = list(
-        (await ctx.db.execute(select(User.id, User.email).order_by(User.email).limit(500))).all()
-    )
-    names = {str(i): e for i, e in people}
+    people = await picker(ctx)
+    names = await emails_of(ctx, [q["subjectUserId"] for q in request_list["items"]])
     return page(
         request,
         "admin/compliance.html",
@@ -168,9 +165,16 @@ async def update_retention(
 @router.post("/t/{slug}/admin/compliance/requests")
 async def create_request(slug: Slug, ctx: Manager, request: Request) -> Response:
     await page_tenant(ctx, slug)
-    form = fields(await request.form(), "requestType", "subjectUserId", "notes")
+    form = fields(await request.form(), "requestType", "subjectUserId", "subjectUserEmail", "notes")
     try:
-        await attempt(ctx, dsr.create_request(ctx, parse(RequestCreate, form)))
+        # A former member's erasure is asked for too: any person, active or not.
+        subject = await chosen(ctx, form, "subjectUserId", active_only=False)
+        body = {
+            "requestType": form["requestType"],
+            "subjectUserId": subject,
+            "notes": form["notes"],
+        }
+        await attempt(ctx, dsr.create_request(ctx, parse(RequestCreate, body)))
     except ProblemError as exc:
         return await _page(request, ctx, slug, problem=problem_of(exc, "request"), sent=form)
     return redirect(slug, "/admin/compliance", "request-created")

@@ -16,7 +16,6 @@ from typing import Annotated, Any, get_args
 
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from kanvaro.compliance import requests as records
 from kanvaro.compliance import routes as compliance_routes
@@ -31,7 +30,6 @@ from kanvaro.compliance.schemas import (
 )
 from kanvaro.deps import Ctx, require
 from kanvaro.errors import ProblemError
-from kanvaro.identity.models import User
 from kanvaro.security.permissions import Permission as P
 from kanvaro.web.console.admin.common import (
     Problem,
@@ -44,6 +42,7 @@ from kanvaro.web.console.admin.common import (
     redirect,
 )
 from kanvaro.web.console.forms import fields
+from kanvaro.web.console.people import chosen, emails_of, picker
 from kanvaro.web.console.routing import console_router
 from kanvaro.web.console.templating import NOTICES
 from kanvaro.web.console.tenant import page_tenant
@@ -88,19 +87,6 @@ def _folded(problem: Problem) -> Problem:
     for name, message in list(problem.fields.items()):
         problem.fields.setdefault(name.split(".", 1)[0], message)
     return problem
-
-
-async def _people(ctx: Ctx) -> list[tuple[uuid.UUID, str]]:
-    stmt = select(User.id, User.email).order_by(User.email).limit(500)
-    return [(i, e) for i, e in (await ctx.db.execute(stmt)).all()]
-
-
-async def _names(ctx: Ctx, *ids: Any) -> dict[str, str]:
-    wanted = {uuid.UUID(str(i)) for i in ids if i}
-    if not wanted:
-        return {}
-    rows = await ctx.db.execute(select(User.id, User.email).where(User.id.in_(wanted)))
-    return {str(i): e for i, e in rows.all()}
 
 
 # --- the register of processing activities -------------------------------------------------
@@ -170,7 +156,7 @@ async def _activity_page(
         tenant=tenant,
         activity=activity,
         values={**values, **(sent or {})},
-        names=await _names(ctx, activity["createdBy"], activity["updatedBy"]),
+        names=await emails_of(ctx, [activity["createdBy"], activity["updatedBy"]]),
         legal_bases=get_args(LegalBasis),
         problem=problem,
     )
@@ -244,9 +230,8 @@ async def _holds_page(
     tenant = await page_tenant(ctx, slug)
     listed = await compliance_routes.list_holds(ctx, cursor=cursor, limit=LIST_LIMIT)
     holds = listed["items"]
-    people = await _people(ctx)
-    names = {str(i): e for i, e in people}
-    names |= await _names(ctx, *(h["userId"] for h in holds if h["userId"] not in names))
+    people = await picker(ctx)
+    names = await emails_of(ctx, [h["userId"] for h in holds])
     return page(
         request,
         "admin/compliance_holds.html",
@@ -281,7 +266,7 @@ async def _hold_page(
         status=problem.status if problem else 200,
         tenant=tenant,
         hold=hold,
-        names=await _names(ctx, hold["userId"], hold["createdBy"], hold["releasedBy"]),
+        names=await emails_of(ctx, [hold["userId"], hold["createdBy"], hold["releasedBy"]]),
         problem=problem,
     )
 
@@ -296,13 +281,14 @@ async def holds_page(
 @router.post("/t/{slug}/admin/compliance/legal-holds")
 async def place_hold(slug: Slug, ctx: Manager, request: Request) -> Response:
     await page_tenant(ctx, slug)
-    text = fields(await request.form(), "userId", "resourceType", "reason")
-    body = {
-        "userId": text["userId"] or None,
-        "resourceType": text["resourceType"] or None,
-        "reason": text["reason"],
-    }
+    text = fields(await request.form(), "userId", "userEmail", "resourceType", "reason")
     try:
+        # A hold may cover a former member: any person, active or not.
+        body = {
+            "userId": await chosen(ctx, text, "userId", active_only=False) or None,
+            "resourceType": text["resourceType"] or None,
+            "reason": text["reason"],
+        }
         row = await attempt(ctx, records.place_hold(ctx, parse(HoldCreate, body)))
     except ProblemError as exc:
         problem = _folded(problem_of(exc, "hold"))
@@ -401,5 +387,5 @@ async def breach_page(slug: Slug, breach_id: uuid.UUID, ctx: Reader, request: Re
         ctx,
         tenant=tenant,
         breach=breach,
-        names=await _names(ctx, breach["createdBy"]),
+        names=await emails_of(ctx, [breach["createdBy"]]),
     )

@@ -12,11 +12,9 @@ from typing import Annotated, Any
 
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from kanvaro.deps import Ctx, require
 from kanvaro.errors import ProblemError
-from kanvaro.identity.models import User
 from kanvaro.ratelimit import actions
 from kanvaro.ratelimit.schemas import BlockIn, IpEntryIn, RuleIn, RulePatch
 from kanvaro.security.permissions import Permission as P
@@ -32,6 +30,7 @@ from kanvaro.web.console.admin.common import (
     redirect,
 )
 from kanvaro.web.console.forms import fields
+from kanvaro.web.console.people import chosen, emails_of, picker
 from kanvaro.web.console.routing import console_router
 from kanvaro.web.console.templating import NOTICES
 from kanvaro.web.console.tenant import page_tenant
@@ -62,9 +61,8 @@ async def _page(
     sent: dict[str, Any] | None = None,
 ) -> Response:
     tenant = await page_tenant(ctx, slug)
-    people = list(
-        (await ctx.db.execute(select(User.id, User.email).order_by(User.email).limit(500))).all()
-    )
+    people = await picker(ctx, active_only=True)
+    blocks = await actions.list_violations(ctx, blocks_only=True, active_only=True, limit=100)
     return page(
         request,
         "admin/ratelimits.html",
@@ -73,10 +71,10 @@ async def _page(
         tenant=tenant,
         rules=await actions.list_rules(ctx),
         ip_entries=await actions.list_ip_entries(ctx),
-        blocks=await actions.list_violations(ctx, blocks_only=True, active_only=True, limit=100),
+        blocks=blocks,
         violations=await actions.list_violations(ctx, limit=50),
         people=people,
-        names={str(i): e for i, e in people},
+        names=await emails_of(ctx, [b.get("user_id") for b in blocks]),
         problem=problem,
         sent=sent or {},
     )
@@ -163,9 +161,13 @@ async def remove_ip(slug: Slug, entry_id: uuid.UUID, ctx: Admin, request: Reques
 @router.post("/t/{slug}/admin/rate-limits/blocks")
 async def add_block(slug: Slug, ctx: Admin, request: Request) -> Response:
     await page_tenant(ctx, slug)
-    text = fields(await request.form(), "userId", "minutes", "reason")
+    text = fields(await request.form(), "userId", "userEmail", "minutes", "reason")
+    try:
+        user = await chosen(ctx, text, "userId")
+    except ProblemError as exc:
+        return await _page(request, ctx, slug, problem=problem_of(exc, "block"), sent=text)
     body = {
-        "userId": text["userId"] or None,
+        "userId": user or None,
         "minutes": integer(text["minutes"]),
         "reason": text["reason"] or None,
     }

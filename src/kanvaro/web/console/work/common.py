@@ -13,11 +13,11 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import Path
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from kanvaro.acting import Acting
 from kanvaro.errors import PreconditionFailed, PreconditionRequired, ProblemError, Unprocessable
@@ -28,6 +28,7 @@ from kanvaro.web.console.actions import fresh as fresh
 from kanvaro.web.console.actions import integer as integer
 from kanvaro.web.console.actions import parse as parse
 from kanvaro.web.console.actions import undo as undo
+from kanvaro.web.console.people import PICKER_LIMIT
 from kanvaro.web.console.routing import SLUG_PATTERN
 from kanvaro.web.console.templating import NOTICES
 
@@ -185,32 +186,6 @@ async def names_of(ctx: Acting, user_ids: Iterable[uuid.UUID | None]) -> dict[uu
     )
     rows = await ctx.db.execute(stmt)
     return {uid: (f"{first} {last}".strip() or email) for uid, first, last, email in rows.all()}
-
-
-PICKER_LIMIT = 500  # people a picker lists; anyone else is named by email
-
-
-async def person_by_email(ctx: Acting, email: str) -> uuid.UUID:
-    """The active person of the tenant, visible to the caller, with this address (any case);
-    a 422 naming ``email`` when there is none, whoever the address may belong to elsewhere."""
-    stmt = visible_users(
-        ctx,
-        select(User.id).where(
-            func.lower(User.email) == email.strip().lower(), User.is_active.is_(True)
-        ),
-    )
-    found = (await ctx.db.execute(stmt)).scalars().first()
-    if found is None:
-        raise Unprocessable(
-            "Nobody active in this organization has that email address.",
-            errors=[{"field": "email", "in": "body", "message": "no such person here"}],
-        )
-    return found
-
-
-def picker_full(people: list[Any]) -> bool:
-    """Whether a picker's list stopped at :data:`PICKER_LIMIT` (more people exist)."""
-    return len(people) >= PICKER_LIMIT
 
 
 async def tenant_people(ctx: Acting) -> list[tuple[uuid.UUID, str, str]]:

@@ -19,6 +19,7 @@ from kanvaro.deps import Ctx, require
 from kanvaro.errors import ProblemError
 from kanvaro.security.permissions import Permission as P
 from kanvaro.web.console.forms import fields
+from kanvaro.web.console.people import chosen, picker_full
 from kanvaro.web.console.routing import console_router, tenant_path
 from kanvaro.web.console.templating import render
 from kanvaro.web.console.tenant import page_tenant
@@ -33,8 +34,6 @@ from kanvaro.web.console.work.common import (
     names_of,
     optional,
     parse,
-    person_by_email,
-    picker_full,
     problem_of,
     tenant_people,
     to_minor,
@@ -255,10 +254,9 @@ async def delete_project(
 @router.post("/t/{slug}/projects/{project_id}/members")
 async def add_member(slug: Slug, project_id: uuid.UUID, ctx: Updater, request: Request) -> Response:
     await page_tenant(ctx, slug)
-    form = fields(await request.form(), "userId", "email", "projectRole")
+    form = fields(await request.form(), "userId", "userEmail", "projectRole")
     try:
-        # The list shows the first PICKER_LIMIT people; anyone else is named by email.
-        user = str(await person_by_email(ctx, form["email"])) if form["email"] else form["userId"]
+        user = await chosen(ctx, form, "userId")
         data = parse(
             MemberCreate,
             {"userId": user, "projectRole": form["projectRole"] or "contributor"},
