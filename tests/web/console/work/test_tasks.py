@@ -272,3 +272,41 @@ async def test_deleting_a_task(browser: httpx.AsyncClient, tenant: TenantFixture
     assert r.status_code == 303 and "/board?notice=task-deleted" in r.headers["location"]
     gone = await tenant.client.get(f"/api/v1/tasks/{task['id']}", headers=tenant.admin.headers)
     assert gone.status_code == 404
+
+
+async def test_assigning_by_email_past_the_picker(
+    browser: httpx.AsyncClient, tenant: TenantFixture, other_tenant: TenantFixture, monkeypatch
+):
+    from kanvaro.web.console.work import board, task_pages
+
+    monkeypatch.setattr(board, "MEMBER_PICKER_LIMIT", 1)
+    monkeypatch.setattr(task_pages, "MEMBER_PICKER_LIMIT", 1)
+    project = await api_project(tenant, "Task assign by email")
+    first, second = await tenant.member("team_member"), await tenant.member("team_member")
+    for person in (first, second):
+        await api_member(tenant, project["id"], person.id)
+    stranger = await other_tenant.member("team_member")
+    task = await api_task(tenant, project["id"], "Big team")
+    pm = await tenant.member("project_manager")
+    await sign_in(browser, tenant, pm.email)
+    page_path = f"/t/{tenant.slug}/tasks/{task['id']}"
+    page = await browser.get(page_path)
+    assert 'name="userEmail"' in page.text and "first members only" in page.text
+    refused = await submit(
+        browser,
+        page_path,
+        f"{page_path}/assignees",
+        {"userEmail": stranger.email, "version": str(task["version"])},
+    )
+    assert refused.status_code == 422 and "<code>userEmail</code>" in refused.text
+    for person in (first, second):
+        now = await api_get(tenant, f"/api/v1/tasks/{task['id']}")
+        added = await submit(
+            browser,
+            page_path,
+            f"{page_path}/assignees",
+            {"userEmail": person.email.upper(), "version": str(now["version"])},
+        )
+        assert added.status_code == 303, added.text
+    now = await api_get(tenant, f"/api/v1/tasks/{task['id']}")
+    assert sorted(now["assigneeIds"]) == sorted([first.id, second.id])

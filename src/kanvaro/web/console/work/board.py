@@ -54,9 +54,15 @@ BOARD_LIMIT = 500  # cards per board; more are listed as a notice (the API pages
 TASK_FORM = ("title", "description", "priority", "status", "dueDate", "assigneeId")
 
 
+MEMBER_PICKER_LIMIT = 200  # members an assignee picker lists; anyone else is named by email
+
+
 async def project_people(ctx: Ctx, project_id: uuid.UUID) -> list[tuple[uuid.UUID, str]]:
-    """The project's members with their names, for assignee pickers."""
-    members = (await project_actions.list_members(project_id, ctx, cursor=None, limit=200))["items"]
+    """The project's first members with their names, for assignee pickers."""
+    listed = await project_actions.list_members(
+        project_id, ctx, cursor=None, limit=MEMBER_PICKER_LIMIT
+    )
+    members = listed["items"]
     names = await names_of(ctx, [m.user_id for m in members])
     return sorted(
         ((m.user_id, names.get(m.user_id, "Someone")) for m in members), key=lambda p: p[1]

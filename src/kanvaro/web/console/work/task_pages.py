@@ -23,10 +23,11 @@ from kanvaro.errors import ProblemError
 from kanvaro.schemas import sanitize_html
 from kanvaro.security.permissions import Permission as P
 from kanvaro.web.console.forms import fields
+from kanvaro.web.console.people import chosen
 from kanvaro.web.console.routing import console_router, tenant_path
 from kanvaro.web.console.templating import render
 from kanvaro.web.console.tenant import page_tenant
-from kanvaro.web.console.work.board import project_people, task_body
+from kanvaro.web.console.work.board import MEMBER_PICKER_LIMIT, project_people, task_body
 from kanvaro.web.console.work.common import (
     Problem,
     Slug,
@@ -124,11 +125,8 @@ async def task_detail(
         [*assignee_ids, *(c.author_id for c in comments), *(e.user_id for e in entries)],
     )
     may_assign = me.has(P.TASK_UPDATE) and await task_actions.may_assign(ctx, project.id)
-    people = (
-        [p for p in await project_people(ctx, project.id) if p[0] not in assignee_ids]
-        if may_assign
-        else []
-    )
+    members = await project_people(ctx, project.id) if may_assign else []
+    people = [p for p in members if p[0] not in assignee_ids]
     if form is None:
         form = {
             "title": task["title"],
@@ -151,6 +149,7 @@ async def task_detail(
         assignee_ids=assignee_ids,
         names=names,
         people=people,
+        more_people=len(members) >= MEMBER_PICKER_LIMIT,
         may_assign=may_assign,
         comments=comments,
         entries=entries,
@@ -193,11 +192,12 @@ async def _reassign(
     request: Request, ctx: Ctx, slug: str, task_id: uuid.UUID, *, add: bool
 ) -> Response:
     await page_tenant(ctx, slug)
-    form = fields(await request.form(), "userId", "version")
+    form = fields(await request.form(), "userId", "userEmail", "version")
     task = await task_actions.get_task(ctx, task_id)
     current = (await task_actions.assignees_of(ctx, [task.id]))[task.id]
     try:
-        user = form["userId"]
+        # Past the picker, a person is named by address (the action checks who may be one).
+        user = await chosen(ctx, form, "userId") if add else form["userId"]
         wanted = [str(u) for u in current]
         if add:
             wanted = [*wanted, user] if user not in wanted else wanted
