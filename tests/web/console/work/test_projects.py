@@ -3,6 +3,8 @@ edit form (a stale version changes nothing) and its members."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from tests.conftest import TenantFixture
@@ -335,3 +337,28 @@ async def test_deleting_a_project(browser: httpx.AsyncClient, tenant: TenantFixt
         f"/api/v1/projects/{project['id']}", headers=tenant.admin.headers
     )
     assert gone.status_code == 404
+
+
+async def test_a_long_member_list_pages_on(
+    browser: httpx.AsyncClient, tenant: TenantFixture, monkeypatch
+):
+    from kanvaro.web.console.work import projects
+
+    monkeypatch.setattr(projects, "MEMBERS_PAGE", 1)
+    project = await api_project(tenant, "Many members")
+    first, second = await tenant.member("team_member"), await tenant.member("viewer")
+    for person in (first, second):
+        await api_member(tenant, project["id"], person.id)
+    await sign_in(browser, tenant, tenant.admin.email)
+    page = await browser.get(f"/t/{tenant.slug}/projects/{project['id']}")
+    more = re.search(r'href="([^"]*\?members=[^"]+)">More members', page.text)
+    assert page.status_code == 200 and more, "no link to the other members"
+    rest = await browser.get(more.group(1).replace("&amp;", "&"))
+    assert rest.status_code == 200
+    listed = (await api_get(tenant, f"/api/v1/projects/{project['id']}/members"))["items"]
+    removable = re.compile(r"/members/([0-9a-f-]{36})/remove")
+    on_first, on_rest = removable.findall(page.text), removable.findall(rest.text)
+    assert len(on_first) == 1 and len(on_rest) == 1
+    assert sorted(on_first + on_rest) == sorted(m["id"] for m in listed)
+    bad = await browser.get(f"/t/{tenant.slug}/projects/{project['id']}", params={"members": "x"})
+    assert bad.status_code in (400, 422)

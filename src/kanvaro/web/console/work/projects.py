@@ -45,6 +45,7 @@ from kanvaro.work.models import PROJECT_ROLES, PROJECT_STATUSES, Task
 from kanvaro.work.schemas import MemberCreate, MemberUpdate, ProjectCreate, ProjectUpdate
 
 router = console_router()
+MEMBERS_PAGE = 200  # members listed on a project's page at a time
 
 Reader = Annotated[Ctx, require(P.PROJECT_READ)]
 Creator = Annotated[Ctx, require(P.PROJECT_CREATE)]
@@ -160,7 +161,10 @@ async def _detail(
     await fresh(ctx)
     tenant = await page_tenant(ctx, slug)
     project = await get_project(ctx, project_id)
-    members = (await project_actions.list_members(project_id, ctx, cursor=None, limit=200))["items"]
+    listed = await project_actions.list_members(
+        project_id, ctx, cursor=request.query_params.get("members") or None, limit=MEMBERS_PAGE
+    )
+    members = listed["items"]
     names = await names_of(ctx, [m.user_id for m in members])
     member_ids = {m.user_id for m in members}
     everyone = await tenant_people(ctx) if ctx.principal.has(P.PROJECT_UPDATE) else []
@@ -194,6 +198,7 @@ async def _detail(
         tenant=tenant,
         project=project,
         members=members,
+        more_members=listed["nextCursor"],
         names=names,
         people=people,
         more_people=picker_full(everyone),
