@@ -26,7 +26,7 @@ def test_query_compiles_once_per_dialect() -> None:
     pg = postgresql.asyncpg.dialect()
     sql, names = query.for_dialect(pg)
     assert "$1" in sql and names == ("name",)
-    assert query.for_dialect(pg) is query.for_dialect(pg)  # cached
+    assert query._compiled_for(pg) is query._compiled_for(pg)  # compiled once, then cached
     assert query.for_dialect(sqlite.aiosqlite.dialect())[0] != sql
 
 

@@ -391,6 +391,20 @@ class Database:
         stays the way to write."""
         return open_reader(self.engine, tenant_id=tenant_id, all_tenants=all_tenants)
 
+    @property
+    def writes_in_one_statement(self) -> bool:
+        """Whether a change and its audit entry can be one statement (PostgreSQL's
+        data-modifying ``WITH``; SQLite has none): ``statement_writer`` is there."""
+        return self.dialect == "postgresql"
+
+    def statement_writer(self, *, tenant_id: uuid.UUID) -> AbstractAsyncContextManager[Reader]:
+        """A pooled PostgreSQL connection on which each statement commits on its own, for a
+        change that is one data-modifying statement with its audit entry: no ``BEGIN`` and
+        ``COMMIT`` round trips, and the connection's RLS context binds it as it binds reads."""
+        if not self.writes_in_one_statement:
+            raise RuntimeError("one-statement writes need PostgreSQL")
+        return open_reader(self.engine, tenant_id=tenant_id, all_tenants=False)
+
     async def dispose(self) -> None:
         await self.engine.dispose()
 
@@ -491,8 +505,12 @@ def _drop_on_commit(session: Session) -> None:
 async def run_committed_callbacks(session: AsyncSession) -> None:
     """Run the callbacks of committed transactions; a failing one is logged, never raised
     (the change is already durable and the caller has succeeded)."""
-    ready = session.info.pop("kanvaro_committed", None) or []
-    for callback in ready:
+    await run_after_commit(session.info.pop("kanvaro_committed", None) or [])
+
+
+async def run_after_commit(callbacks: list[AfterCommit]) -> None:
+    """Run callbacks of a change that has committed; a failing one is logged, never raised."""
+    for callback in callbacks:
         try:
             await callback()
         except Exception as exc:

@@ -20,7 +20,12 @@ def set_etag(response: Response, version: int) -> None:
     response.headers["ETag"] = etag(version)
 
 
-def json_response(body: bytes, *, headers: dict[str, str] | None = None) -> Response:
-    """A 200 JSON response from bytes already serialized (the hot reads serialize straight
-    from their rows, skipping FastAPI's second validation of the response model)."""
-    return Response(content=body, media_type="application/json", headers=headers)
+def json_response(
+    body: bytes, *, headers: dict[str, str] | None = None, status_code: int = 200
+) -> Response:
+    """A JSON response from bytes already serialized (the hot reads and the task create
+    serialize straight from their rows, skipping FastAPI's second validation of the response
+    model)."""
+    return Response(
+        content=body, media_type="application/json", headers=headers, status_code=status_code
+    )

@@ -18,9 +18,9 @@ binds these reads exactly as it binds the ORM's; a hot read is one round trip.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.sql import Executable
@@ -34,24 +34,49 @@ class Query:
 
     ``postgresql`` may give another form of the same statement for PostgreSQL (``= ANY(:ids)``
     with one array parameter instead of an expanding ``IN``, which the raw driver path cannot
-    expand)."""
+    expand). On the driver path each parameter goes through its column type's bind processor,
+    as SQLAlchemy would send it (an aware UTC timestamp, canonical JSON text)."""
 
     __slots__ = ("_compiled", "postgresql", "statement")
 
     def __init__(self, statement: Executable, *, postgresql: Executable | None = None) -> None:
         self.statement = statement
         self.postgresql = postgresql if postgresql is not None else statement
-        self._compiled: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._compiled: dict[str, Compiled] = {}
 
     def for_dialect(self, dialect: Any) -> tuple[str, tuple[str, ...]]:
         """The SQL text and the bind names in positional order."""
+        found = self._compiled_for(dialect)
+        return found.sql, found.names
+
+    def _compiled_for(self, dialect: Any) -> Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
             statement = self.postgresql if dialect.name == "postgresql" else self.statement
             compiled = statement.compile(dialect=dialect)
-            found = (compiled.string, tuple(compiled.positiontup or ()))
+            names = tuple(compiled.positiontup or ())
+            processors = tuple(
+                compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+                for name in names
+            )
+            found = Compiled(compiled.string, names, processors)
             self._compiled[dialect.name] = found
         return found
+
+    def driver_args(self, dialect: Any, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """The SQL text and its positional values, processed, for the asyncpg connection."""
+        found = self._compiled_for(dialect)
+        values = [
+            params[name] if process is None else process(params[name])
+            for name, process in zip(found.names, found.processors, strict=True)
+        ]
+        return found.sql, values
+
+
+class Compiled(NamedTuple):
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
 
 
 def _rls_statement(context: tuple[str, str]) -> str:
@@ -82,16 +107,16 @@ class Reader:
 
     async def rows(self, query: Query, **params: Any) -> Sequence[Row]:
         if self._driver is not None:
-            sql, names = query.for_dialect(self._dialect)
-            return await self._driver.fetch(sql, *(params[n] for n in names))
+            sql, values = query.driver_args(self._dialect, params)
+            return await self._driver.fetch(sql, *values)
         assert self._connection is not None
         result = await self._connection.execute(query.statement, params)
         return result.mappings().all()
 
     async def row(self, query: Query, **params: Any) -> Row | None:
         if self._driver is not None:
-            sql, names = query.for_dialect(self._dialect)
-            return await self._driver.fetchrow(sql, *(params[n] for n in names))
+            sql, values = query.driver_args(self._dialect, params)
+            return await self._driver.fetchrow(sql, *values)
         assert self._connection is not None
         result = await self._connection.execute(query.statement, params)
         return result.mappings().first()

@@ -15,8 +15,8 @@ ever be part of the permanent, hash-protected record.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -115,8 +115,29 @@ class RecordedEntry:
 _INSERT_PENDING = insert(AuditPending.__table__)
 
 
-async def record(
-    session: AsyncSession,
+@dataclass(frozen=True)
+class PendingEntry:
+    """An entry ready to be written: its ``audit_pending`` row and what happens once the
+    transaction that writes it has committed. ``record()`` writes it through the ORM session;
+    a one-statement change on PostgreSQL (``kanvaro.work.task_writes``) inserts ``row`` in its
+    own statement and calls ``after_commit`` itself."""
+
+    entry: RecordedEntry
+    row: dict[str, Any] = field(repr=False)
+    event: dict[str, Any] = field(repr=False)
+
+    def after_commit(self, engine: Any) -> Callable[[], Awaitable[None]]:
+        async def committed() -> None:
+            # Only for an entry that committed: a rolled-back change must not show up in the
+            # SIEM (or the metrics) as if it had happened.
+            security_log.info("data_access", **self.event)
+            observe.entry_appended(self.entry.category)
+            await worker.after_commit(engine, self.entry.chain_id)
+
+        return committed
+
+
+def pending_entry(
     *,
     action: str,
     category: str,
@@ -125,9 +146,8 @@ async def record(
     resource_type: str | None = None,
     resource_id: Any = None,
     changes: Mapping[str, Any] | None = None,
-) -> RecordedEntry:
-    """Write one entry for the tenant's chain (or the instance chain), pending until the
-    transaction commits and the sequencer places it."""
+) -> PendingEntry:
+    """One entry for the tenant's chain (or the instance chain), not written yet."""
     if category not in CATEGORIES:
         raise ValueError(f"unknown audit category {category!r}")
     if action.count(":") != 2:
@@ -148,25 +168,22 @@ async def record(
         ),
     )
     resource = str(resource_id) if resource_id is not None else None
-    await session.execute(
-        _INSERT_PENDING,
-        {
-            "id": entry.id,
-            "chain_id": chain_id,
-            "tenant_id": tenant_id,
-            "actor_id": context.actor_id,
-            "action": action,
-            "resource_type": resource_type,
-            "resource_id": resource,
-            "changes": payload,
-            "ip_address": context.ip_address,
-            "user_agent": user_agent,
-            "category": category,
-            "created_at": entry.created_at,
-            "content_salt": salt,
-            "content_digest": entry.content_digest,
-        },
-    )
+    row = {
+        "id": entry.id,
+        "chain_id": chain_id,
+        "tenant_id": tenant_id,
+        "actor_id": context.actor_id,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": resource,
+        "changes": payload,
+        "ip_address": context.ip_address,
+        "user_agent": user_agent,
+        "category": category,
+        "created_at": entry.created_at,
+        "content_salt": salt,
+        "content_digest": entry.content_digest,
+    }
     # The entry id and content digest go into the security event (and so the SIEM): until it
     # is sequenced a pending row could be changed or deleted by someone with database access,
     # and the SIEM copy is what such an edit can be reconciled against.
@@ -181,17 +198,34 @@ async def record(
         "entry_id": str(entry.id),
         "content_digest": entry.content_digest,
     }
-    engine = session.bind
+    return PendingEntry(entry, row, event)
 
-    async def committed() -> None:
-        # Only for an entry that committed: a rolled-back change must not show up in the SIEM
-        # (or the metrics) as if it had happened.
-        security_log.info("data_access", **event)
-        observe.entry_appended(category)
-        await worker.after_commit(engine, chain_id)
 
-    on_commit(session, committed)
-    return entry
+async def record(
+    session: AsyncSession,
+    *,
+    action: str,
+    category: str,
+    tenant_id: uuid.UUID | None,
+    context: AuditContext = SYSTEM,
+    resource_type: str | None = None,
+    resource_id: Any = None,
+    changes: Mapping[str, Any] | None = None,
+) -> RecordedEntry:
+    """Write one entry for the tenant's chain (or the instance chain), pending until the
+    transaction commits and the sequencer places it."""
+    pending = pending_entry(
+        action=action,
+        category=category,
+        tenant_id=tenant_id,
+        context=context,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        changes=changes,
+    )
+    await session.execute(_INSERT_PENDING, pending.row)
+    on_commit(session, pending.after_commit(session.bind))
+    return pending.entry
 
 
 def hashed_fields(entry: AuditLog) -> dict[str, Any]:

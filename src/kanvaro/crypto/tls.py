@@ -30,6 +30,8 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from kanvaro.gc_tuning import settle_heap
+
 MINIMUM_TLS = ssl.TLSVersion.TLSv1_2
 DEFAULT_GROUPS = "X25519:P-256:P-384"
 _SSL_CTRL_SET_GROUPS_LIST = 92  # openssl/ssl.h
@@ -73,6 +75,8 @@ class _TLSConfig(uvicorn.Config):
         super().load()
         if self.ssl is not None:
             harden(self.ssl, self.ssl_ciphers, self.tls_groups)
+        # In every serving process (each worker loads its own app), the bare baselines too.
+        settle_heap()
 
 
 def harden(context: ssl.SSLContext, ciphers: str, groups: str = DEFAULT_GROUPS) -> ssl.SSLContext:
