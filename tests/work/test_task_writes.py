@@ -188,6 +188,26 @@ async def test_only_a_lone_create_without_assignees_takes_one_statement(
         assert not task_writes.may_create_in_one_statement(ctx, [uuid.uuid4()])
         system = Acting.system(services, session, tenant_id=uuid.UUID(tenant.id))
         assert not task_writes.may_create_in_one_statement(system, [])
+        # An object added to the session but not flushed is a change begun as well (adding
+        # it begins the session's transaction).
+        session.add(Task(id=uuid.uuid4(), tenant_id=uuid.UUID(tenant.id), title="x"))
+        assert not task_writes.may_create_in_one_statement(ctx, [])
+        session.expunge_all()
+        await session.rollback()
         # Once the request's own transaction has begun, the create must be a part of it.
         await session.execute(text("SELECT 1"))
         assert not task_writes.may_create_in_one_statement(ctx, [])
+
+
+async def test_a_one_statement_create_tells_an_outage_is_over(
+    tenant: TenantFixture, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads and these creates never commit an ORM session: the outage state must hear of
+    their success too, or the next outage would go unlogged."""
+    project = await new_project(tenant)
+    _never_the_orm(monkeypatch)
+    services.db.outage.down(ConnectionError("the database went away"))
+    assert services.db.outage.since is not None
+    r = await _create(tenant, project["id"])
+    assert r.status_code == 201, r.text
+    assert services.db.outage.since is None

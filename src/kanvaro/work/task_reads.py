@@ -25,7 +25,8 @@ TASK_TABLE = Task.__table__
 TENANT = bindparam("tenant_id", type_=Uuid())
 
 
-def _visible(project_column: Any) -> ColumnElement[bool]:
+def visible(project_column: Any) -> ColumnElement[bool]:
+    """The caller's project memberships (``user_id``), for project-scoped roles."""
     return project_column.in_(
         select(ProjectMember.project_id).where(
             ProjectMember.tenant_id == TENANT,
@@ -48,7 +49,7 @@ _INLINE_ASSIGNEES = func.array(
 def _tasks(scoped: bool, *, inline: bool) -> Select[Any]:
     columns = (TASK_TABLE, _INLINE_ASSIGNEES) if inline else (TASK_TABLE,)
     stmt = select(*columns).where(TASK_TABLE.c.tenant_id == TENANT)
-    return stmt.where(_visible(TASK_TABLE.c.project_id)) if scoped else stmt
+    return stmt.where(visible(TASK_TABLE.c.project_id)) if scoped else stmt
 
 
 def _query(build: Any) -> Query:

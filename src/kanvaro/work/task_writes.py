@@ -19,7 +19,7 @@ import uuid
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, exists, insert, literal_column, select
+from sqlalchemy import bindparam, exists, insert, literal_column, select
 
 from kanvaro.acting import Acting
 from kanvaro.audit import service as audit
@@ -27,7 +27,8 @@ from kanvaro.audit.models import AuditPending
 from kanvaro.db import run_after_commit, utcnow
 from kanvaro.errors import NotFound
 from kanvaro.reads import Query, Row
-from kanvaro.work.models import Project, ProjectMember, Task
+from kanvaro.work.models import Project, Task
+from kanvaro.work.task_reads import TENANT, visible
 
 TASK_TABLE = Task.__table__
 PENDING_TABLE = AuditPending.__table__
@@ -37,6 +38,9 @@ TASK_COLUMNS = tuple(c.name for c in TASK_TABLE.columns)
 
 
 def _task_param(name: str) -> Any:
+    # The tenant is the same parameter as the project check's (task_reads.TENANT).
+    if name == "tenant_id":
+        return TENANT
     return bindparam(f"task_{name}", type_=TASK_TABLE.c[name].type)
 
 
@@ -45,18 +49,11 @@ def create_query(scoped: bool) -> Query:
     """``WITH project AS (the visible project), task AS (INSERT ... SELECT ... FROM project
     RETURNING *), entry AS (INSERT INTO audit_pending ... WHERE EXISTS (task)) SELECT * FROM
     task``. ``scoped``: the caller sees only the projects he is a member of."""
-    tenant = _task_param("tenant_id")
-    project_id = _task_param("project_id")
-    project = select(Project.id).where(Project.tenant_id == tenant, Project.id == project_id)
+    project = select(Project.id).where(
+        Project.tenant_id == TENANT, Project.id == _task_param("project_id")
+    )
     if scoped:
-        project = project.where(
-            Project.id.in_(
-                select(ProjectMember.project_id).where(
-                    ProjectMember.tenant_id == tenant,
-                    ProjectMember.user_id == bindparam("user_id", type_=Uuid()),
-                )
-            )
-        )
+        project = project.where(visible(Project.id))
     project_cte = project.cte("project")
     values = [
         project_cte.c.id if name == "project_id" else _task_param(name) for name in TASK_COLUMNS
@@ -123,11 +120,13 @@ async def create(ctx: Acting, fields: dict[str, Any], snapshot: dict[str, Any]) 
         changes=audit.diff(None, snapshot),
     )
     params: dict[str, Any] = {f"task_{name}": row[name] for name in TASK_COLUMNS}
+    params["tenant_id"] = tenant_id
     params.update({f"entry_{name}": pending.row[name] for name in ENTRY_COLUMNS})
     params["user_id"] = principal.user_id
     db = ctx.services.db
     async with db.statement_writer(tenant_id=tenant_id) as writer:
         stored = await writer.row(create_query(principal.project_scoped), **params)
+    db.outage.up()  # a statement committed: the database answers again
     if stored is None:
         raise NotFound("No such project.")
     await run_after_commit([pending.after_commit(db.engine)])
