@@ -5,7 +5,9 @@ py-spy's ``raw`` format is one line per distinct stack, ``frame;frame;... count`
 first. A function's *inclusive* share counts every sample with that function anywhere on the
 stack (once per sample, however deep it recurses); *own* counts samples where it is the
 innermost frame. Shares are of all the server's samples in the run, idle included, so an idle
-server shows up as the event loop's ``select``.
+server shows up as the event loop's ``select``. The thread pool's idle workers (waiting for
+work that a pure-async request never sends them) are left out: py-spy cannot tell that they
+wait, and they would otherwise be most of the samples.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 RATE = 200  # samples a second: enough for 1 % shares in a 10 s run, little overhead
-TOP = 40  # functions kept in the result file
+TOP = 120  # functions kept in the result file
 
 # py-spy names a frame "function (path/to/file.py:line)"; the line is dropped so a function
 # counts once whichever line of it was running.
@@ -61,6 +63,13 @@ def _name(frame: str) -> str:
     return f"{match['func']} ({path})"
 
 
+def _idle_worker(frames: list[str]) -> bool:
+    """A thread-pool worker waiting for a job (not the event loop's thread)."""
+    return any(f.startswith("WorkerThread.run ") for f in frames) and frames[-1].startswith(
+        ("Condition.wait ", "Queue.get ", "Lock.acquire ")
+    )
+
+
 def summarise(paths: list[Path], top: int = TOP) -> dict[str, Any]:
     """Inclusive and own shares per function over one or more raw py-spy files."""
     inclusive: Counter[str] = Counter()
@@ -78,7 +87,7 @@ def summarise(paths: list[Path], top: int = TOP) -> dict[str, Any]:
             # py-spy --format raw puts the thread first ("process ...;thread (...)"): skip
             # frames that are not code.
             frames = [f for f in frames if not f.startswith(("process ", "thread "))]
-            if not frames:
+            if not frames or _idle_worker(frames):
                 continue
             total += samples
             for name in set(frames):

@@ -397,13 +397,16 @@ class Database:
         data-modifying ``WITH``; SQLite has none): ``statement_writer`` is there."""
         return self.dialect == "postgresql"
 
-    def statement_writer(self, *, tenant_id: uuid.UUID) -> AbstractAsyncContextManager[Reader]:
+    def statement_writer(
+        self, *, tenant_id: uuid.UUID | None, all_tenants: bool = False
+    ) -> AbstractAsyncContextManager[Reader]:
         """A pooled PostgreSQL connection on which each statement commits on its own, for a
         change that is one data-modifying statement with its audit entry: no ``BEGIN`` and
-        ``COMMIT`` round trips, and the connection's RLS context binds it as it binds reads."""
+        ``COMMIT`` round trips, and the connection's RLS context binds it as it binds reads
+        (a tenant's, or, told so, every tenant's)."""
         if not self.writes_in_one_statement:
             raise RuntimeError("one-statement writes need PostgreSQL")
-        return open_reader(self.engine, tenant_id=tenant_id, all_tenants=False)
+        return open_reader(self.engine, tenant_id=tenant_id, all_tenants=all_tenants)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -281,6 +281,10 @@ def test_profile_shares_count_a_function_once_per_sample(tmp_path: Path) -> None
         "main (a.py:1);handle (site-packages/app/b.py:10);handle (site-packages/app/b.py:12);"
         "query (src/kanvaro/c.py:3) 3\n"
         "main (a.py:1);idle (a.py:9) 1\n"
+        # An idle thread-pool worker: not server work, left out.
+        "_bootstrap (threading.py:1);run (site-packages/anyio/_backends/_asyncio.py:2);"
+        "WorkerThread.run (site-packages/anyio/_backends/_asyncio.py:3);"
+        "Condition.wait (threading.py:4) 40\n"
         "not a stack line\n"
     )
     summary = profile.summarise([raw, tmp_path / "missing.txt"])

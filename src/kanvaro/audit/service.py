@@ -22,8 +22,9 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import insert
+from sqlalchemy import bindparam, exists, insert, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.selectable import CTE
 
 from kanvaro.audit import observe, worker
 from kanvaro.audit.chain import hashed_document, to_document
@@ -113,18 +114,42 @@ class RecordedEntry:
 # ``.values(...)`` per call, SQLAlchemy constructed, keyed and looked up a new statement each
 # time, about a fifth of a secured write's CPU (py-spy, issue 9).
 _INSERT_PENDING = insert(AuditPending.__table__)
+_PENDING_TABLE = AuditPending.__table__
+# Every column of a pending entry but its position (an identity column).
+ENTRY_COLUMNS = tuple(c.name for c in _PENDING_TABLE.columns if c.name != "position")
+
+
+def insert_pending_after(change: CTE) -> CTE:
+    """A data-modifying CTE that inserts one pending entry, its values the ``entry_*`` binds
+    of :meth:`PendingEntry.binds`, when the ``change`` CTE returned a row: in one statement
+    with that change, the entry exists if and only if the change does."""
+    values = [
+        bindparam(f"entry_{name}", type_=_PENDING_TABLE.c[name].type) for name in ENTRY_COLUMNS
+    ]
+    return (
+        insert(_PENDING_TABLE)
+        .from_select(
+            ENTRY_COLUMNS,
+            select(*values).where(exists(select(literal_column("1")).select_from(change))),
+        )
+        .cte("entry")
+    )
 
 
 @dataclass(frozen=True)
 class PendingEntry:
     """An entry ready to be written: its ``audit_pending`` row and what happens once the
     transaction that writes it has committed. ``record()`` writes it through the ORM session;
-    a one-statement change on PostgreSQL (``kanvaro.work.task_writes``) inserts ``row`` in its
-    own statement and calls ``after_commit`` itself."""
+    a one-statement change on PostgreSQL (``kanvaro.work.task_writes``, a token refresh)
+    inserts it with :func:`insert_pending_after` and calls ``after_commit`` itself."""
 
     entry: RecordedEntry
     row: dict[str, Any] = field(repr=False)
     event: dict[str, Any] = field(repr=False)
+
+    def binds(self) -> dict[str, Any]:
+        """The row as the binds of :func:`insert_pending_after`."""
+        return {f"entry_{name}": self.row[name] for name in ENTRY_COLUMNS}
 
     def after_commit(self, engine: Any) -> Callable[[], Awaitable[None]]:
         async def committed() -> None:

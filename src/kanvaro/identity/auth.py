@@ -21,7 +21,7 @@ from kanvaro import metrics
 from kanvaro.acting import record_surviving
 from kanvaro.audit import service as audit
 from kanvaro.audit.service import AuditContext
-from kanvaro.db import on_commit, utcnow
+from kanvaro.db import on_commit, run_after_commit, utcnow
 from kanvaro.errors import MfaRequired, SignInRefused, TooManyRequests, Unauthorized
 from kanvaro.identity import auth_statements as sql
 from kanvaro.identity import device_cookie
@@ -702,13 +702,17 @@ async def _refresh(
         jti = str(claims["jti"])
     except (TokenError, KeyError, ValueError, TypeError):
         raise Unauthorized(INVALID_REFRESH) from None
-    policy = await session_policy(services, opened.tenant_id, session)
+    # PostgreSQL, nothing begun in the request's session: the rotation and its audit entry are
+    # one statement that commits on its own (no ORM unit of work, no BEGIN/COMMIT).
+    one_statement = services.db.writes_in_one_statement and not session.in_transaction()
+    policy = await session_policy(services, opened.tenant_id, None if one_statement else session)
     now = services.clock.now()
     digest = token_hash(refresh_token)
     absolute = int(policy.absolute_timeout.total_seconds())
     touch = {
         "session_id": opened.id,
         "user_id": opened.user_id,
+        "tenant_id": opened.tenant_id,
         "now": now,
         "started_after": now - policy.absolute_timeout,
         "active_after": now - policy.idle_timeout,
@@ -718,17 +722,22 @@ async def _refresh(
             services, session, opened, claims, digest, touch, refresh_token, context, policy
         )
     signed = _sign(services, opened, started=started, absolute_seconds=absolute, parent_jti=jti)
-    rotation = await sql.rotate_refresh_token(
-        session,
-        spend={"jti": jti, "token_hash": digest, "session_id": opened.id, "now": now},
-        touch={**touch, "access_hash": signed.access_hash},
-        issue={
+    steps = {
+        "spend": {"jti": jti, "token_hash": digest, "session_id": opened.id, "now": now},
+        "touch": {**touch, "access_hash": signed.access_hash},
+        "issue": {
             "new_jti": signed.refresh_jti,
             "new_hash": signed.refresh_hash,
             "issued_at": signed.issued_at,
             "expires_at": signed.expires_at,
         },
-    )
+    }
+    if one_statement:
+        if await _rotate_in_one_statement(services, opened, steps, context):
+            return signed.pair
+        rotation = sql.Rotation(spent=False, issued=False)
+    else:
+        rotation = await sql.rotate_refresh_token(session, **steps)
     if not rotation.spent:
         return await _not_spent(
             services, session, opened, jti=jti, digest=digest, started=started, policy=policy,
@@ -743,22 +752,43 @@ async def _refresh(
     return signed.pair
 
 
+async def _rotate_in_one_statement(
+    services: Services, opened: OpenedSession, steps: dict[str, Any], context: AuditContext
+) -> bool:
+    """The rotation and its ``auth:token:refresh`` entry as one PostgreSQL statement; whether
+    the next token was issued (when not, nothing was written)."""
+    pending = audit.pending_entry(**_refresh_entry(opened, context))
+    db = services.db
+    tenant_id = opened.tenant_id
+    async with db.statement_writer(tenant_id=tenant_id, all_tenants=tenant_id is None) as writer:
+        issued = await sql.rotate_and_record(writer, **steps, entry=pending.binds())
+    db.outage.up()  # a statement committed: the database answers again
+    if issued:
+        await run_after_commit([pending.after_commit(db.engine)])
+    return issued
+
+
+def _refresh_entry(
+    opened: OpenedSession, context: AuditContext, changes: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "action": "auth:token:refresh",
+        "category": "authentication",
+        "tenant_id": opened.tenant_id,
+        "context": AuditContext(opened.user_id, context.ip_address, context.user_agent),
+        "resource_type": "session",
+        "resource_id": opened.id,
+        "changes": changes,
+    }
+
+
 async def _record_refresh(
     session: AsyncSession,
     opened: OpenedSession,
     context: AuditContext,
     changes: dict[str, Any] | None = None,
 ) -> None:
-    await audit.record(
-        session,
-        action="auth:token:refresh",
-        category="authentication",
-        tenant_id=opened.tenant_id,
-        context=AuditContext(opened.user_id, context.ip_address, context.user_agent),
-        resource_type="session",
-        resource_id=opened.id,
-        changes=changes,
-    )
+    await audit.record(session, **_refresh_entry(opened, context, changes))
 
 
 async def _refresh_without_rotation(
@@ -814,8 +844,10 @@ async def _not_spent(
         jti=jti,
         successor_jti=_derived_jti(services, jti, "refresh"),
     )
-    if state is None or state["token_hash"] != digest or state["used_at"] is None:
+    if state is None or state["token_hash"] != digest:
         raise Unauthorized(INVALID_REFRESH)
+    if state["used_at"] is None:  # unspent, but its session refused it (ended, timed out)
+        raise Unauthorized("Session ended.")
     spent_at = _aware(state["used_at"])
     grace = timedelta(seconds=policy.refresh_grace_seconds)
     if (

@@ -20,6 +20,7 @@ from kanvaro.deps import (
     services_of,
 )
 from kanvaro.errors import NotFound, Unauthorized, Unprocessable
+from kanvaro.http_helpers import json_response
 from kanvaro.identity import account, auth, device_cookie
 from kanvaro.identity.mfa.flow import MfaStep
 from kanvaro.identity.schemas import (
@@ -44,6 +45,7 @@ from kanvaro.identity.sessions.reauth import reauthenticate
 from kanvaro.identity.sessions.signin import SignInRequest
 from kanvaro.identity.sso.providers import enabled_providers
 from kanvaro.identity.tenant_lookup import lookup_tenants
+from kanvaro.schemas import JsonOut
 from kanvaro.tenancy.models import Tenant
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -76,6 +78,7 @@ def sign_in_request(request: Request, device_token: str | None) -> SignInRequest
 # A browser session's sign-in and refresh answer with cookies and this body; API clients get
 # their tokens in the body.
 SessionOut = TokensOut | CookieSessionOut | MfaStepOut
+TOKENS_OUT = JsonOut(TokensOut)
 
 
 def as_cookies(request: Request, response: Response, pair: auth.TokenPair) -> dict:
@@ -181,7 +184,7 @@ async def which_tenants(body: TenantLookupIn, request: Request, db: PublicDb) ->
 @router.post("/refresh", response_model=SessionOut, response_model_by_alias=True)
 async def refresh(
     request: Request, response: Response, db: PublicDb, body: RefreshIn | None = None
-) -> dict[str, object]:
+) -> Response | dict[str, object]:
     """The next pair for ``refreshToken``; a browser session sends no body token and its
     refresh cookie is used (with ``X-CSRF-Token``), answered with fresh cookies."""
     services = services_of(request)
@@ -198,7 +201,11 @@ async def refresh(
             errors=[{"field": "refreshToken", "in": "body", "message": "required"}],
         )
     pair = await auth.refresh(services, db, refresh_token=token, context=audit_context(request))
-    return as_cookies(request, response, pair) if cookie else pair.to_json()
+    if cookie:
+        return as_cookies(request, response, pair)
+    # Serialized once through TokensOut (one of SessionOut's shapes), not validated again
+    # against the whole union by FastAPI: a refresh is a hot path of its own (issue 9).
+    return json_response(TOKENS_OUT.json(pair.to_json()))
 
 
 @router.post("/logout", status_code=204)

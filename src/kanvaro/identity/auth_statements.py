@@ -43,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kanvaro.audit.service import insert_pending_after
 from kanvaro.identity.models import RefreshToken, User, UserSession
 from kanvaro.reads import Query, Reader, transaction_driver
 from kanvaro.tenancy.models import Tenant
@@ -314,31 +315,62 @@ def _touch(*spent: Any) -> Any:
 
 TOUCH_SESSION = Query(_touch())
 
-_spent = _spend.cte("spent")
-_touched = _touch(_sessions.c.id.in_(select(_spent.c.session_id))).cte("touched")
-_issued = (
+# PostgreSQL: a rotation as one statement, in which a refusal writes nothing. The session is
+# the guard and its row lock is taken first: it is touched only while the token presented is
+# the newest one it holds (``refresh_token_hash``, a column of the locked row, which
+# PostgreSQL checks again on the row's newest version when a racing refresh got there first)
+# and that token is unspent; the token is spent only in a session just touched, and the next
+# token issued only for a token just spent. A session that has ended, timed out, belongs to
+# another tenant or holds another token matches nothing; ``auth._not_spent`` then reads why.
+# (SQLite runs the steps one by one in the request's transaction, which a refusal rolls back.)
+_live_token = exists(
+    select(_tokens.c.jti).where(
+        _tokens.c.jti == _param("jti"),
+        _tokens.c.token_hash == _param("token_hash"),
+        _tokens.c.session_id == _sessions.c.id,
+        _tokens.c.used_at.is_(None),
+    )
+)
+_touched_first = _touch(
+    _sessions.c.refresh_token_hash == _param("token_hash"),
+    _sessions.c.tenant_id.is_not_distinct_from(_param("tenant_id", _sessions.c.tenant_id.type)),
+    _live_token,
+).cte("touched")
+_spent_after = (
+    update(_tokens)
+    .where(
+        _tokens.c.jti == _param("jti"),
+        _tokens.c.token_hash == _param("token_hash"),
+        _tokens.c.session_id.in_(select(_touched_first.c.id)),
+        _tokens.c.used_at.is_(None),
+    )
+    .values(used_at=_param("now"))
+    .returning(_tokens.c.session_id, _tokens.c.generation)
+    .cte("spent")
+)
+_issued_after = (
     insert(_tokens)
     .from_select(
         _TOKEN_COLUMNS,
         select(
             *_new_token(
-                _touched.c.id,
-                _touched.c.tenant_id,
-                select(_spent.c.generation + literal_column("1")).scalar_subquery(),
+                _touched_first.c.id,
+                _touched_first.c.tenant_id,
+                _spent_after.c.generation + literal_column("1"),
             )
-        ),
+        ).select_from(_touched_first.join(_spent_after, true())),
     )
     .returning(_tokens.c.jti)
     .cte("issued")
 )
-# PostgreSQL: spend, touch and issue in one statement, and what each step did.
-ROTATE_REFRESH_TOKEN = Change(
-    select(
-        exists(select(_spent.c.session_id)).label("spent"),
-        exists(select(_issued.c.jti)).label("issued"),
-        select(_touched.c.tenant_id).scalar_subquery().label("tenant_id"),
-    )
+_rotated = select(
+    exists(select(_issued_after.c.jti)).label("issued"),
+    select(_touched_first.c.tenant_id).scalar_subquery().label("tenant_id"),
 )
+# In a transaction the caller commits.
+ROTATE_REFRESH_TOKEN = Change(_rotated)
+# On its own (autocommit), with the refresh's audit entry: written only for a token issued.
+ROTATE_AND_RECORD = Change(_rotated.add_cte(insert_pending_after(_issued_after)))
 
 # Rotation switched off by the policy: the token stays valid; the session is touched if the
 # token is live (unspent) and the session within its timeouts.
@@ -406,7 +438,8 @@ async def rotate_refresh_token(
     if _dialect(session) == "postgresql":
         found = await row(session, ROTATE_REFRESH_TOKEN, **{**spend, **touch, **issue})
         assert found is not None  # the statement always answers one row
-        return Rotation(found["spent"], found["issued"], found["tenant_id"])
+        # Nothing is spent unless the next token is issued (ROTATE_REFRESH_TOKEN).
+        return Rotation(found["issued"], found["issued"], found["tenant_id"])
     spent = await row(session, SPEND_REFRESH_TOKEN, **spend)
     if spent is None:
         return Rotation(spent=False, issued=False)
@@ -422,6 +455,21 @@ async def rotate_refresh_token(
         **issue,
     )
     return Rotation(spent=True, issued=True, tenant_id=touched["tenant_id"])
+
+
+async def rotate_and_record(
+    writer: Reader,
+    *,
+    spend: dict[str, Any],
+    touch: dict[str, Any],
+    issue: dict[str, Any],
+    entry: dict[str, Any],
+) -> bool:
+    """PostgreSQL: :data:`ROTATE_AND_RECORD` on a statement writer (it commits on its own);
+    whether the next token was issued (and the ``entry`` binds written with it)."""
+    found = await writer.row(ROTATE_AND_RECORD, **_bind({**spend, **touch, **issue}), **entry)
+    assert found is not None  # the statement always answers one row
+    return bool(found["issued"])
 
 
 async def issue_first_token(session: AsyncSession, **params: Any) -> None:

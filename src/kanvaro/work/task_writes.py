@@ -19,11 +19,10 @@ import uuid
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, exists, insert, literal_column, select
+from sqlalchemy import bindparam, insert, select
 
 from kanvaro.acting import Acting
 from kanvaro.audit import service as audit
-from kanvaro.audit.models import AuditPending
 from kanvaro.db import run_after_commit, utcnow
 from kanvaro.errors import NotFound
 from kanvaro.reads import Query, Row
@@ -31,9 +30,6 @@ from kanvaro.work.models import Project, Task
 from kanvaro.work.task_reads import TENANT, visible
 
 TASK_TABLE = Task.__table__
-PENDING_TABLE = AuditPending.__table__
-# Every column of the pending entry but its position (an identity column).
-ENTRY_COLUMNS = tuple(c.name for c in PENDING_TABLE.columns if c.name != "position")
 TASK_COLUMNS = tuple(c.name for c in TASK_TABLE.columns)
 
 
@@ -64,18 +60,7 @@ def create_query(scoped: bool) -> Query:
         .returning(*TASK_TABLE.columns)
         .cte("task")
     )
-    entry_values = [
-        bindparam(f"entry_{name}", type_=PENDING_TABLE.c[name].type) for name in ENTRY_COLUMNS
-    ]
-    entry_cte = (
-        insert(PENDING_TABLE)
-        .from_select(
-            ENTRY_COLUMNS,
-            select(*entry_values).where(exists(select(literal_column("1")).select_from(task_cte))),
-        )
-        .cte("entry")
-    )
-    return Query(select(task_cte).add_cte(entry_cte))
+    return Query(select(task_cte).add_cte(audit.insert_pending_after(task_cte)))
 
 
 def may_create_in_one_statement(ctx: Acting, assignee_ids: list[uuid.UUID]) -> bool:
@@ -121,7 +106,7 @@ async def create(ctx: Acting, fields: dict[str, Any], snapshot: dict[str, Any]) 
     )
     params: dict[str, Any] = {f"task_{name}": row[name] for name in TASK_COLUMNS}
     params["tenant_id"] = tenant_id
-    params.update({f"entry_{name}": pending.row[name] for name in ENTRY_COLUMNS})
+    params.update(pending.binds())
     params["user_id"] = principal.user_id
     db = ctx.services.db
     async with db.statement_writer(tenant_id=tenant_id) as writer:
