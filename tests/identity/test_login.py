@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -247,3 +248,40 @@ async def test_sign_ins_are_counted_by_outcome(tenant) -> None:  # type: ignore[
     )
     assert r.status_code == 401
     assert count("success") == ok + 1 and count("failure") == bad + 1
+
+
+async def test_the_risk_reads_run_while_the_password_is_hashed(tenant, services, monkeypatch):
+    """On PostgreSQL the sign-in's reads (SSO requirement, device and risk) run during the
+    hash, not after it: the hash here waits for the risk assessment to have begun."""
+    if not services.db.writes_in_one_statement:
+        pytest.skip("SQLite reads after the hash (its transaction would hold the write lock)")
+    m = await tenant.member("viewer")
+    began = asyncio.Event()
+    real_assess = auth.signin.assess
+
+    async def assess(*args, **kwargs):
+        began.set()
+        return await real_assess(*args, **kwargs)
+
+    real_verify = services.hasher.verify_async
+    overlapped: list[bool] = []
+
+    async def verify(password, stored):
+        outcome = await real_verify(password, stored)
+        try:
+            await asyncio.wait_for(began.wait(), 5)
+            overlapped.append(True)
+        except TimeoutError:
+            overlapped.append(False)
+        return outcome
+
+    monkeypatch.setattr(auth.signin, "assess", assess)
+    monkeypatch.setattr(services.hasher, "verify_async", verify)
+    body = {"email": m.email, "password": m.password, "tenant": tenant.slug}
+    r = await tenant.client.post("/api/v1/auth/login", json=body)
+    assert r.status_code == 200, r.text
+    assert overlapped == [True]
+    # A wrong password: the reads ran and are thrown away; the answer is the usual 401.
+    began.clear()
+    r = await tenant.client.post("/api/v1/auth/login", json={**body, "password": "wrong-Pass-1"})
+    assert r.status_code == 401 and r.json()["detail"] == auth.INVALID_CREDENTIALS

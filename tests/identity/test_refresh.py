@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from kanvaro.db import utcnow
 from kanvaro.identity.models import RefreshToken, User, UserSession
-from kanvaro.security.tokens import REFRESH
+from kanvaro.security.tokens import REFRESH, token_hash
 from kanvaro.tenancy.models import Tenant
 from tests.identity.conftest import audit_entries
 
@@ -143,3 +143,40 @@ async def test_a_rotation_stores_the_next_token_by_its_hash_only(tenant, service
     assert stored.expires_at - stored.issued_at <= timedelta(hours=8)
     assert stored.generation == spent.generation + 1
     assert spent.jti == services.tokens.verify(m.tokens["refreshToken"], REFRESH)["jti"]
+
+
+async def test_only_the_newest_token_of_a_session_rotates(tenant, services):
+    """The session holds the hash of its newest refresh token: an unspent token it no longer
+    holds is refused and stays unspent (on both databases)."""
+    m = await tenant.member("viewer")
+    sid = uuid.UUID(services.tokens.verify(m.tokens["refreshToken"], REFRESH)["sid"])
+    await change(
+        services,
+        update(UserSession).where(UserSession.id == sid).values(refresh_token_hash="0" * 64),
+    )
+    r = await refresh(tenant, m.tokens["refreshToken"])
+    assert r.status_code == 401 and r.json()["detail"] == "Session ended."
+    async with services.db.session(all_tenants=True) as session:
+        used = (
+            await session.execute(
+                select(RefreshToken.used_at).where(RefreshToken.session_id == sid)
+            )
+        ).scalar_one()
+    assert used is None
+
+
+async def test_a_session_from_before_its_token_hash_column_still_rotates(tenant, services):
+    """Sessions opened before migration 0009 hold no refresh-token hash: their token still
+    rotates once, and the session then holds the new one."""
+    m = await tenant.member("viewer")
+    sid = uuid.UUID(services.tokens.verify(m.tokens["refreshToken"], REFRESH)["sid"])
+    await change(
+        services, update(UserSession).where(UserSession.id == sid).values(refresh_token_hash=None)
+    )
+    r = await refresh(tenant, m.tokens["refreshToken"])
+    assert r.status_code == 200, r.text
+    async with services.db.session(all_tenants=True) as session:
+        held = await session.scalar(
+            select(UserSession.refresh_token_hash).where(UserSession.id == sid)
+        )
+    assert held == token_hash(r.json()["refreshToken"])

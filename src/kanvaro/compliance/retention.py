@@ -219,6 +219,14 @@ async def _apply_rows(
             for start in range(0, len(ids), BATCH):
                 chunk = ids[start : start + BATCH]
                 if target.model is UserSession:
+                    # Sessions before their tokens, as a refresh locks them (session row,
+                    # then token row): the other order could deadlock with one.
+                    await ctx.db.execute(
+                        select(UserSession.id)
+                        .where(UserSession.id.in_(chunk))
+                        .order_by(UserSession.id)
+                        .with_for_update()
+                    )
                     await ctx.db.execute(
                         delete(RefreshToken).where(RefreshToken.session_id.in_(chunk))
                     )

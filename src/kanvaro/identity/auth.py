@@ -8,7 +8,9 @@ suspended tenant all answer the same 401 after the same amount of hashing work.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -176,14 +178,31 @@ async def login(
 ) -> TokenPair | MfaStep:
     """Password sign-in: verify the first factor; then either the second step (a challenge,
     when the user has MFA and this device may not skip it) or the session and its tokens."""
-    factor = await verify_password(
-        services, email=email, password=password, tenant=tenant, context=context, client=client
-    )
-    # A tenant that requires SSO leaves the password to its break-glass admins.
-    await check_password_sign_in(session, user_id=factor.user_id, tenant_id=factor.tenant_id)
-    now = services.clock.now()
-    policy = await session_policy(services, factor.tenant_id, session)
-    assessment = await _assess(services, session, factor, client, policy, now)
+
+    async def prepare(user_id: uuid.UUID, tenant_id: uuid.UUID | None) -> _Prepared:
+        # Reads only, nothing logged or audited: a tenant that requires SSO leaves the
+        # password to its break-glass admins; then the sign-in's risk. (What the second step
+        # asks is not among them: it notes when MFA became due and audits an overdue one.)
+        await check_password_sign_in(session, user_id=user_id, tenant_id=tenant_id)
+        now = services.clock.now()
+        policy = await session_policy(services, tenant_id, session)
+        assessment = await signin.assess(
+            services, session, user_id=user_id, tenant_id=tenant_id, request=client,
+            policy=policy, now=now,
+        )  # fmt: skip
+        return _Prepared(now, assessment)
+
+    # On PostgreSQL these reads run while the password hash is checked (they hold no lock;
+    # on SQLite the request's transaction would hold the database's write lock meanwhile).
+    overlap = prepare if services.db.writes_in_one_statement else None
+    factor, early = await _verify_password(
+        services, email=email, password=password, tenant=tenant, context=context,
+        client=client, meanwhile=overlap,
+    )  # fmt: skip
+    prepared = await (early.result() if early is not None else prepare(
+        factor.user_id, factor.tenant_id
+    ))  # fmt: skip
+    now, assessment = prepared.now, prepared.assessment
     if assessment.decision == signin.DENY:
         await _refuse_risky(services, factor, assessment, context)
     step = await second_step(
@@ -201,6 +220,34 @@ async def login(
         enrollment_only=step,
     )
     return await issue_tokens(services, session, opened)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What a password sign-in read about the account besides its password."""
+
+    now: datetime
+    assessment: signin.Assessment
+
+
+class _Settled:
+    """The outcome of work run beside the password check: its value, or the refusal it
+    raised, held back until the password has proved right."""
+
+    def __init__(self, value: Any = None, error: BaseException | None = None) -> None:
+        self._value, self._error = value, error
+
+    async def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+async def _settle(work: Awaitable[Any]) -> _Settled:
+    try:
+        return _Settled(await work)
+    except Exception as exc:  # re-raised by result(), after the password check
+        return _Settled(error=exc)
 
 
 async def second_step(
@@ -340,10 +387,34 @@ async def verify_password(
     context: AuditContext,
     client: SignInRequest | None = None,
 ) -> FirstFactor:
+    """Step 1: the account named by (tenant, email) and its password (see _verify_password)."""
+    factor, _ = await _verify_password(
+        services, email=email, password=password, tenant=tenant, context=context, client=client
+    )
+    return factor
+
+
+async def _verify_password(
+    services: Services,
+    *,
+    email: str,
+    password: str,
+    tenant: str | None,
+    context: AuditContext,
+    client: SignInRequest | None = None,
+    meanwhile: Callable[[uuid.UUID, uuid.UUID | None], Awaitable[Any]] | None = None,
+) -> tuple[FirstFactor, _Settled | None]:
     """Step 1: the account named by (tenant, email) and its password.
 
-    Runs with no transaction of the caller's open: the account is read in one autocommit
-    statement and the hash is checked with no transaction open. Unknown tenant, unknown
+    ``meanwhile(user_id, tenant_id)``, for an account that may sign in, runs while the hash
+    is checked (the hash runs in a worker thread and leaves the event loop free), so that its
+    reads cost the sign-in no time beyond the hash's. Whatever it answers or raises is kept
+    for the caller and only reaches it once the password has proved right; a wrong password
+    waits for it to end and throws it away. (It is a few statements against a hash of tens of
+    milliseconds; a wrong password is answered after both.)
+
+    The account is read in one autocommit statement and the hash is checked with no lock
+    held (``meanwhile``'s reads may begin the caller's transaction; they take no lock). Unknown tenant, unknown
     address, an address that cannot exist, a wrong password, a disabled account and a
     suspended tenant all answer the same 401 after the same hashing work; every attempt is
     counted before the check, per (account, client): a device that signed in to this account
@@ -371,7 +442,14 @@ async def verify_password(
             headers={"Retry-After": str(verdict.retry_after)},
         )
     stored_hash = account_row["password_hash"] if account_row is not None else None
-    valid, new_hash = await services.hasher.verify_async(password, stored_hash)
+    early: asyncio.Task[_Settled] | None = None
+    if meanwhile is not None and user_id is not None and _usable(account_row):
+        early = asyncio.ensure_future(_settle(meanwhile(user_id, tenant_id)))
+    try:
+        valid, new_hash = await services.hasher.verify_async(password, stored_hash)
+    finally:
+        # Always over before this returns or raises: it uses the caller's session.
+        settled = await asyncio.shield(early) if early is not None else None
     if not (valid and user_id is not None and _usable(account_row)):
         reason = "unknown_user" if user_id is None else "bad_password" if not valid else "disabled"
         security_log.info(
@@ -394,7 +472,7 @@ async def verify_password(
         metrics.count_sign_in("failure")
         raise Unauthorized(INVALID_CREDENTIALS)
     await services.throttle.succeeded(account, guesser)
-    return FirstFactor(user_id, tenant_id, "password", stored_hash, new_hash)
+    return FirstFactor(user_id, tenant_id, "password", stored_hash, new_hash), settled
 
 
 def throttle_client(services: Services, client: SignInRequest, user_id: uuid.UUID | None) -> Client:

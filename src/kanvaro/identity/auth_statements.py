@@ -313,8 +313,6 @@ def _touch(*spent: Any) -> Any:
     )
 
 
-TOUCH_SESSION = Query(_touch())
-
 # PostgreSQL: a rotation as one statement, in which a refusal writes nothing. The session is
 # the guard and its row lock is taken first: it is touched only while the token presented is
 # the newest one it holds (``refresh_token_hash``, a column of the locked row, which
@@ -323,7 +321,7 @@ TOUCH_SESSION = Query(_touch())
 # token issued only for a token just spent. A session that has ended, timed out, belongs to
 # another tenant or holds another token matches nothing; ``auth._not_spent`` then reads why.
 # (SQLite runs the steps one by one in the request's transaction, which a refusal rolls back.)
-_live_token = exists(
+_token_unspent = exists(
     select(_tokens.c.jti).where(
         _tokens.c.jti == _param("jti"),
         _tokens.c.token_hash == _param("token_hash"),
@@ -331,10 +329,20 @@ _live_token = exists(
         _tokens.c.used_at.is_(None),
     )
 )
+# The guard that a racing refresh re-checks: only the locked row's own columns are checked
+# again on its newest version (the token and account subqueries keep the statement's
+# snapshot), so every path that spends a token must change ``refresh_token_hash`` under the
+# session's row lock, as this one does. A session from before that column (NULL) takes the
+# presented token's hash as its own; the winner of a race writes it, so the loser still fails.
+_holds_presented_token = func.coalesce(
+    _sessions.c.refresh_token_hash, _param("token_hash", String)
+) == _param("token_hash", String)
+# SQLite's step-by-step touch (after its spend) keeps the same guard.
+TOUCH_SESSION = Query(_touch(_holds_presented_token))
 _touched_first = _touch(
-    _sessions.c.refresh_token_hash == _param("token_hash"),
+    _holds_presented_token,
     _sessions.c.tenant_id.is_not_distinct_from(_param("tenant_id", _sessions.c.tenant_id.type)),
-    _live_token,
+    _token_unspent,
 ).cte("touched")
 _spent_after = (
     update(_tokens)
@@ -433,8 +441,9 @@ async def rotate_refresh_token(
     issue: dict[str, Any],
 ) -> Rotation:
     """Spend a refresh token, touch its session and store the next token (one generation
-    on): all or nothing is up to the caller's transaction (a refusal after the spend must
-    roll back)."""
+    on), in the caller's transaction. PostgreSQL: one statement in which a refusal writes
+    nothing (``ROTATE_REFRESH_TOKEN``). SQLite: spend first, so a refusal after the spend must
+    roll back with the caller's transaction."""
     if _dialect(session) == "postgresql":
         found = await row(session, ROTATE_REFRESH_TOKEN, **{**spend, **touch, **issue})
         assert found is not None  # the statement always answers one row
@@ -443,7 +452,13 @@ async def rotate_refresh_token(
     spent = await row(session, SPEND_REFRESH_TOKEN, **spend)
     if spent is None:
         return Rotation(spent=False, issued=False)
-    touched = await row(session, TOUCH_SESSION, **touch, new_hash=issue["new_hash"])
+    touched = await row(
+        session,
+        TOUCH_SESSION,
+        **touch,
+        token_hash=spend["token_hash"],
+        new_hash=issue["new_hash"],
+    )
     if touched is None:
         return Rotation(spent=True, issued=False)
     await row(
