@@ -224,3 +224,35 @@ async def test_a_move_without_the_form_token_or_from_another_site_is_refused(
     )
     assert foreign.status_code == 403
     assert (await api_get(tenant, f"/api/v1/tasks/{task['id']}"))["status"] == "todo"
+
+
+async def test_a_board_with_more_cards_than_a_page_pages_on(
+    browser: httpx.AsyncClient, tenant: TenantFixture, monkeypatch
+):
+    """Every card can be reached: past a page the board links to the next one (the API's
+    cursor), and a cursor that is not one is a 400, never a 500."""
+    import html
+    import re
+
+    from kanvaro.web.console.work import board
+
+    monkeypatch.setattr(board, "BOARD_LIMIT", 2)
+    project = await api_project(tenant, "Long board")
+    titles = [f"Card {n}" for n in range(5)]
+    for title in titles:
+        await api_task(tenant, project["id"], title)
+    await sign_in(browser, tenant, tenant.admin.email)
+    url = f"/t/{tenant.slug}/projects/{project['id']}/board"
+    seen: list[str] = []
+    pages = 0
+    while url:
+        page = await browser.get(url)
+        assert page.status_code == 200, page.text
+        pages += 1
+        seen += [t for t in titles if f">{t}</a>" in page.text]
+        assert ("First cards" in page.text) == (pages > 1)
+        found = re.search(r'href="([^"]+)" rel="next"', page.text)
+        url = html.unescape(found.group(1)) if found else None
+    assert pages == 3 and seen == titles  # each card once, oldest first
+    bad = await browser.get(f"/t/{tenant.slug}/projects/{project['id']}/board?after=not-a-cursor")
+    assert bad.status_code == 400

@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from kanvaro.deps import Ctx, require
 from kanvaro.errors import ProblemError
+from kanvaro.schemas import decode_cursor, encode_cursor
 from kanvaro.security.permissions import Permission as P
 from kanvaro.web.console import register_asset
 from kanvaro.web.console.forms import fields
@@ -50,7 +51,7 @@ TaskReader = Annotated[Ctx, require(P.PROJECT_READ, P.TASK_READ)]
 TaskCreator = Annotated[Ctx, require(P.TASK_CREATE)]
 TaskUpdater = Annotated[Ctx, require(P.TASK_UPDATE)]
 
-BOARD_LIMIT = 500  # cards per board; more are listed as a notice (the API pages them)
+BOARD_LIMIT = 500  # cards per board page, oldest first; the next page follows a cursor
 TASK_FORM = ("title", "description", "priority", "status", "dueDate", "assigneeId")
 
 
@@ -78,15 +79,19 @@ async def _board(
     problem: Problem | None = None,
     form: dict[str, str] | None = None,
     moved_problem: Problem | None = None,
+    after: str | None = None,
 ) -> Response:
     await fresh(ctx)
+    # A page of the board starts after the last card of the one before (the API's cursor); a
+    # cursor that is not one answers 400 before anything is read.
+    start = decode_cursor(after) if after else None
     # The lean reader first: on SQLite the ORM session's transaction would hold the write lock.
     async with ctx.reader() as reader:
         rows, assignees = await task_reads.task_page(
             ctx,
             reader,
             limit=BOARD_LIMIT,
-            after=None,
+            after=start,
             project_id=project_id,
             status=None,
             priority=None,
@@ -96,8 +101,12 @@ async def _board(
         )
     tenant = await page_tenant(ctx, slug)
     project = await get_project(ctx, project_id)
-    more = len(rows) > BOARD_LIMIT
     cards = [dict(r) for r in rows[:BOARD_LIMIT]]
+    next_cursor = (
+        encode_cursor(cards[-1]["created_at"], cards[-1]["id"])
+        if len(rows) > BOARD_LIMIT
+        else None
+    )
     names = await names_of(ctx, [u for ids in assignees.values() for u in ids])
     columns: dict[str, list[dict[str, Any]]] = {s: [] for s in TASK_STATUSES}
     for card in cards:
@@ -114,7 +123,8 @@ async def _board(
         tenant=tenant,
         project=project,
         columns=columns,
-        more=more,
+        next_cursor=next_cursor,
+        paged=start is not None,
         statuses=TASK_STATUSES,
         priorities=TASK_PRIORITIES,
         form=form or {"title": "", "priority": "medium", "status": "todo", "dueDate": ""},
@@ -127,9 +137,13 @@ async def _board(
 
 @router.get("/t/{slug}/projects/{project_id}/board")
 async def board_page(
-    slug: Slug, project_id: uuid.UUID, ctx: TaskReader, request: Request
+    slug: Slug,
+    project_id: uuid.UUID,
+    ctx: TaskReader,
+    request: Request,
+    after: str | None = None,
 ) -> Response:
-    return await _board(request, ctx, slug, project_id)
+    return await _board(request, ctx, slug, project_id, after=after)
 
 
 def task_body(form: dict[str, str]) -> dict[str, Any]:
