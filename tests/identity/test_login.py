@@ -202,9 +202,10 @@ async def test_a_change_between_the_password_check_and_the_session_voids_the_sig
     context = AuditContext(None, "203.0.113.7", "test")
 
     async def first_factor():
-        return await auth.verify_password(
+        factor, _ = await auth.verify_password(
             services, email=m.email, password=m.password, tenant=tenant.slug, context=context
         )
+        return factor
 
     async def open_session(factor) -> None:
         async with services.db.session(all_tenants=True) as session:

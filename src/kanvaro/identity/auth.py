@@ -195,13 +195,15 @@ async def login(
     # On PostgreSQL these reads run while the password hash is checked (they hold no lock;
     # on SQLite the request's transaction would hold the database's write lock meanwhile).
     overlap = prepare if services.db.writes_in_one_statement else None
-    factor, early = await _verify_password(
+    factor, early = await verify_password(
         services, email=email, password=password, tenant=tenant, context=context,
         client=client, meanwhile=overlap,
     )  # fmt: skip
-    prepared = await (early.result() if early is not None else prepare(
+    # What the reads answered, or the refusal they raised, reaches the caller only now that
+    # the password has proved right.
+    prepared = early.result() if early is not None else await prepare(
         factor.user_id, factor.tenant_id
-    ))  # fmt: skip
+    )  # fmt: skip
     now, assessment = prepared.now, prepared.assessment
     if assessment.decision == signin.DENY:
         await _refuse_risky(services, factor, assessment, context)
@@ -228,26 +230,6 @@ class _Prepared:
 
     now: datetime
     assessment: signin.Assessment
-
-
-class _Settled:
-    """The outcome of work run beside the password check: its value, or the refusal it
-    raised, held back until the password has proved right."""
-
-    def __init__(self, value: Any = None, error: BaseException | None = None) -> None:
-        self._value, self._error = value, error
-
-    async def result(self) -> Any:
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
-async def _settle(work: Awaitable[Any]) -> _Settled:
-    try:
-        return _Settled(await work)
-    except Exception as exc:  # re-raised by result(), after the password check
-        return _Settled(error=exc)
 
 
 async def second_step(
@@ -386,25 +368,10 @@ async def verify_password(
     tenant: str | None,
     context: AuditContext,
     client: SignInRequest | None = None,
-) -> FirstFactor:
-    """Step 1: the account named by (tenant, email) and its password (see _verify_password)."""
-    factor, _ = await _verify_password(
-        services, email=email, password=password, tenant=tenant, context=context, client=client
-    )
-    return factor
-
-
-async def _verify_password(
-    services: Services,
-    *,
-    email: str,
-    password: str,
-    tenant: str | None,
-    context: AuditContext,
-    client: SignInRequest | None = None,
     meanwhile: Callable[[uuid.UUID, uuid.UUID | None], Awaitable[Any]] | None = None,
-) -> tuple[FirstFactor, _Settled | None]:
-    """Step 1: the account named by (tenant, email) and its password.
+) -> tuple[FirstFactor, asyncio.Task[Any] | None]:
+    """Step 1: the account named by (tenant, email) and its password; the first factor, and
+    the finished task of ``meanwhile`` (None without it).
 
     ``meanwhile(user_id, tenant_id)``, for an account that may sign in, runs while the hash
     is checked (the hash runs in a worker thread and leaves the event loop free), so that its
@@ -414,7 +381,8 @@ async def _verify_password(
     milliseconds; a wrong password is answered after both.)
 
     The account is read in one autocommit statement and the hash is checked with no lock
-    held (``meanwhile``'s reads may begin the caller's transaction; they take no lock). Unknown tenant, unknown
+    held (``meanwhile``'s reads may begin the caller's transaction; they take no lock).
+    Unknown tenant, unknown
     address, an address that cannot exist, a wrong password, a disabled account and a
     suspended tenant all answer the same 401 after the same hashing work; every attempt is
     counted before the check, per (account, client): a device that signed in to this account
@@ -442,15 +410,17 @@ async def _verify_password(
             headers={"Retry-After": str(verdict.retry_after)},
         )
     stored_hash = account_row["password_hash"] if account_row is not None else None
-    early: asyncio.Task[_Settled] | None = None
+    early: asyncio.Task[Any] | None = None
     if meanwhile is not None and user_id is not None and _usable(account_row):
-        early = asyncio.ensure_future(_settle(meanwhile(user_id, tenant_id)))
+        early = asyncio.ensure_future(meanwhile(user_id, tenant_id))
     try:
         valid, new_hash = await services.hasher.verify_async(password, stored_hash)
     finally:
-        # Always over before this returns or raises: it uses the caller's session.
-        settled = await asyncio.shield(early) if early is not None else None
+        if early is not None:  # over before this returns or raises: it uses the caller's session
+            await asyncio.wait([early])  # (waits; what it raised stays in the task)
     if not (valid and user_id is not None and _usable(account_row)):
+        if early is not None and not early.cancelled():
+            early.exception()  # thrown away, with whatever it raised
         reason = "unknown_user" if user_id is None else "bad_password" if not valid else "disabled"
         security_log.info(
             "auth_attempt",
@@ -472,7 +442,7 @@ async def _verify_password(
         metrics.count_sign_in("failure")
         raise Unauthorized(INVALID_CREDENTIALS)
     await services.throttle.succeeded(account, guesser)
-    return FirstFactor(user_id, tenant_id, "password", stored_hash, new_hash), settled
+    return FirstFactor(user_id, tenant_id, "password", stored_hash, new_hash), early
 
 
 def throttle_client(services: Services, client: SignInRequest, user_id: uuid.UUID | None) -> Client:

@@ -103,9 +103,7 @@ async def _board(
     project = await get_project(ctx, project_id)
     cards = [dict(r) for r in rows[:BOARD_LIMIT]]
     next_cursor = (
-        encode_cursor(cards[-1]["created_at"], cards[-1]["id"])
-        if len(rows) > BOARD_LIMIT
-        else None
+        encode_cursor(cards[-1]["created_at"], cards[-1]["id"]) if len(rows) > BOARD_LIMIT else None
     )
     names = await names_of(ctx, [u for ids in assignees.values() for u in ids])
     columns: dict[str, list[dict[str, Any]]] = {s: [] for s in TASK_STATUSES}
