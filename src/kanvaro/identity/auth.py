@@ -710,7 +710,7 @@ INVALID_REFRESH = "Invalid refresh token."
 
 
 async def refresh(
-    services: Services, session: AsyncSession, *, refresh_token: str, context: AuditContext
+    services: Services, session: AsyncSession | None, *, refresh_token: str, context: AuditContext
 ) -> TokenPair:
     """Spend a refresh token and issue the next pair (audited).
 
@@ -721,7 +721,10 @@ async def refresh(
 
     Only refused refreshes are counted per client address: a token that verifies was signed
     here and can be spent once, so a refresh that succeeds guesses nothing and costs no round
-    trip to the throttle's store; past the limit, refused ones are answered 429."""
+    trip to the throttle's store; past the limit, refused ones are answered 429.
+
+    Without a ``session`` (the API's route), one is opened only for a path that needs it: a
+    rotation as one PostgreSQL statement needs none."""
     try:
         return await _refresh(services, session, refresh_token=refresh_token, context=context)
     except Unauthorized:
@@ -735,9 +738,24 @@ async def refresh(
         raise
 
 
-async def _refresh(
-    services: Services, session: AsyncSession, *, refresh_token: str, context: AuditContext
+async def _in_a_session(
+    services: Services, *, refresh_token: str, context: AuditContext, tried: bool
 ) -> TokenPair:
+    async with services.db.collecting_deferred(), services.db.session(all_tenants=True) as db:
+        return await _refresh(
+            services, db, refresh_token=refresh_token, context=context, tried=tried
+        )
+
+
+async def _refresh(
+    services: Services,
+    session: AsyncSession | None,
+    *,
+    refresh_token: str,
+    context: AuditContext,
+    tried: bool = False,
+) -> TokenPair:
+    """``tried``: the one statement ran and issued nothing; only why is left to find out."""
     try:
         claims = await services.verify_token(refresh_token, REFRESH)
         # The session a token names never changes its user or tenant.
@@ -752,7 +770,15 @@ async def _refresh(
         raise Unauthorized(INVALID_REFRESH) from None
     # PostgreSQL, nothing begun in the request's session: the rotation and its audit entry are
     # one statement that commits on its own (no ORM unit of work, no BEGIN/COMMIT).
-    one_statement = services.db.writes_in_one_statement and not session.in_transaction()
+    one_statement = (
+        not tried
+        and services.db.writes_in_one_statement
+        and (session is None or not session.in_transaction())
+    )
+    if session is None and not one_statement:
+        return await _in_a_session(
+            services, refresh_token=refresh_token, context=context, tried=tried
+        )
     policy = await session_policy(services, opened.tenant_id, None if one_statement else session)
     now = services.clock.now()
     digest = token_hash(refresh_token)
@@ -766,6 +792,10 @@ async def _refresh(
         "active_after": now - policy.idle_timeout,
     }
     if not policy.refresh_token_rotation:
+        if session is None:
+            return await _in_a_session(
+                services, refresh_token=refresh_token, context=context, tried=False
+            )
         return await _refresh_without_rotation(
             services, session, opened, claims, digest, touch, refresh_token, context, policy
         )
@@ -783,6 +813,12 @@ async def _refresh(
     if one_statement:
         if await _rotate_in_one_statement(services, opened, steps, context):
             return signed.pair
+        if session is None:
+            return await _in_a_session(
+                services, refresh_token=refresh_token, context=context, tried=True
+            )
+        rotation = sql.Rotation(spent=False, issued=False)
+    elif tried:
         rotation = sql.Rotation(spent=False, issued=False)
     else:
         rotation = await sql.rotate_refresh_token(session, **steps)

@@ -181,9 +181,11 @@ async def which_tenants(body: TenantLookupIn, request: Request, db: PublicDb) ->
     )
 
 
-@router.post("/refresh", response_model=SessionOut, response_model_by_alias=True)
+@router.post(
+    "/refresh", response_model=SessionOut, response_model_by_alias=True, dependencies=[public()]
+)
 async def refresh(
-    request: Request, response: Response, db: PublicDb, body: RefreshIn | None = None
+    request: Request, response: Response, body: RefreshIn | None = None
 ) -> Response | dict[str, object]:
     """The next pair for ``refreshToken``; a browser session sends no body token and its
     refresh cookie is used (with ``X-CSRF-Token``), answered with fresh cookies."""
@@ -200,7 +202,9 @@ async def refresh(
             "A refresh token is needed: in the body, or the browser session's cookie.",
             errors=[{"field": "refreshToken", "in": "body", "message": "required"}],
         )
-    pair = await auth.refresh(services, db, refresh_token=token, context=audit_context(request))
+    # No request session: a rotation on PostgreSQL is one statement, and auth.refresh opens a
+    # session for the paths that need one.
+    pair = await auth.refresh(services, None, refresh_token=token, context=audit_context(request))
     if cookie:
         return as_cookies(request, response, pair)
     # Serialized once through TokensOut (one of SessionOut's shapes), not validated again
