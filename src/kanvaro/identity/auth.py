@@ -817,8 +817,7 @@ async def _refresh(
             return await _in_a_session(
                 services, refresh_token=refresh_token, context=context, tried=True
             )
-        rotation = sql.Rotation(spent=False, issued=False)
-    elif tried:
+    if one_statement or tried:  # the statement issued nothing, so it spent nothing
         rotation = sql.Rotation(spent=False, issued=False)
     else:
         rotation = await sql.rotate_refresh_token(session, **steps)

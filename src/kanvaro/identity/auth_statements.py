@@ -263,19 +263,25 @@ ISSUE_FIRST_TOKEN = Change(
     )
 )
 
+
 # Spends a refresh token once: a second request with the same token waits for this row's
 # lock, then finds it spent and matches nothing.
-_spend = (
-    update(_tokens)
-    .where(
-        _tokens.c.jti == _param("jti"),
-        _tokens.c.token_hash == _param("token_hash"),
-        _tokens.c.session_id == _param("session_id"),
-        _tokens.c.used_at.is_(None),
+def _spend_in(session_matches: Any) -> Any:
+    """Spends the presented refresh token if it is unspent and its session matches."""
+    return (
+        update(_tokens)
+        .where(
+            _tokens.c.jti == _param("jti"),
+            _tokens.c.token_hash == _param("token_hash"),
+            session_matches,
+            _tokens.c.used_at.is_(None),
+        )
+        .values(used_at=_param("now"))
+        .returning(_tokens.c.session_id, _tokens.c.generation)
     )
-    .values(used_at=_param("now"))
-    .returning(_tokens.c.session_id, _tokens.c.generation)
-)
+
+
+_spend = _spend_in(_tokens.c.session_id == _param("session_id"))
 SPEND_REFRESH_TOKEN = Query(_spend)
 
 
@@ -344,18 +350,7 @@ _touched_first = _touch(
     _sessions.c.tenant_id.is_not_distinct_from(_param("tenant_id", _sessions.c.tenant_id.type)),
     _token_unspent,
 ).cte("touched")
-_spent_after = (
-    update(_tokens)
-    .where(
-        _tokens.c.jti == _param("jti"),
-        _tokens.c.token_hash == _param("token_hash"),
-        _tokens.c.session_id.in_(select(_touched_first.c.id)),
-        _tokens.c.used_at.is_(None),
-    )
-    .values(used_at=_param("now"))
-    .returning(_tokens.c.session_id, _tokens.c.generation)
-    .cte("spent")
-)
+_spent_after = _spend_in(_tokens.c.session_id.in_(select(_touched_first.c.id))).cte("spent")
 _issued_after = (
     insert(_tokens)
     .from_select(
