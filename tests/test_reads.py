@@ -8,9 +8,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, select, text, update
 
-from kanvaro.db import Database
+from kanvaro.db import Database, utcnow
 from kanvaro.reads import RLS_KEY, Query, transaction_driver
 from kanvaro.services import Services
 from kanvaro.work.models import Project
@@ -170,3 +170,55 @@ async def test_the_pool_is_fixed_and_hands_out_the_warmest_connection(services: 
             again.close()
     finally:
         await db.dispose()
+
+
+FIRST_NAME = Query(select(Project.name).where(Project.id == bindparam("project_id")).limit(1))
+
+
+async def test_a_value_written_into_a_query_needs_no_parameter(
+    services: Services, tenant: TenantFixture
+) -> None:
+    """``.limit(1)`` is a bind parameter of its own, which the caller does not name: the
+    driver path sends its value (the sequencer's queries have such values)."""
+    mine = uuid.UUID(await _project(tenant, "Written in"))
+    async with services.db.reader(tenant_id=uuid.UUID(tenant.id)) as reader:
+        row = await reader.row(FIRST_NAME, project_id=mine)
+    assert row is not None and row["name"] == "Written in"
+
+
+async def test_a_reader_writes_in_a_transaction_of_its_own(
+    services: Services, tenant: TenantFixture
+) -> None:
+    """``Reader.transaction``: what the sequencer's connection uses. An error inside rolls
+    back every statement of it."""
+    mine = uuid.UUID(await _project(tenant, "Kept"))
+    rename = Query(
+        update(Project)
+        .where(Project.id == bindparam("project_id"))
+        .values(name=bindparam("new_name"), updated_at=bindparam("at"))
+    )
+    a = uuid.UUID(tenant.id)
+    now = utcnow()
+    with pytest.raises(RuntimeError):
+        async with services.db.reader(tenant_id=a) as reader, reader.transaction():
+            await reader.execute(rename, project_id=mine, new_name="Lost", at=now)
+            raise RuntimeError("the work fails")
+    async with services.db.reader(tenant_id=a) as reader:
+        assert (await reader.row(NAME_OF, project_id=mine))["name"] == "Kept"
+        async with reader.transaction():
+            await reader.execute_many(
+                rename, [{"project_id": mine, "new_name": "Renamed", "at": now}]
+            )
+        assert (await reader.row(NAME_OF, project_id=mine))["name"] == "Renamed"
+
+
+def test_a_column_default_is_never_sent_as_null_on_the_driver_path() -> None:
+    """``onupdate=utcnow`` is called by SQLAlchemy, which the driver path bypasses: a caller
+    that does not name ``updated_at`` gets an error, not a NULL (or a stale) timestamp."""
+    from sqlalchemy.dialects import postgresql
+
+    rename = Query(
+        update(Project).where(Project.id == bindparam("project_id")).values(name=bindparam("n"))
+    )
+    with pytest.raises(KeyError):
+        rename.driver_args(postgresql.asyncpg.dialect(), {"project_id": uuid.uuid4(), "n": "x"})

@@ -59,13 +59,24 @@ class Query:
                 compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
                 for name in names
             )
-            found = Compiled(compiled.string, names, processors)
+            # A value written into the statement (``.limit(1)``) is an anonymous bind of its
+            # own, which the caller does not name: it is sent as given. A column default's
+            # bind (``onupdate``) is not one: SQLAlchemy would call the default, this path
+            # cannot, so the caller must name it.
+            fixed = {
+                name: compiled.binds[name].value
+                for name in names
+                if compiled.binds[name].unique and not compiled.binds[name].required
+            }
+            found = Compiled(compiled.string, names, processors, fixed)
             self._compiled[dialect.name] = found
         return found
 
     def driver_args(self, dialect: Any, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
         """The SQL text and its positional values, processed, for the asyncpg connection."""
         found = self._compiled_for(dialect)
+        if found.fixed:
+            params = {**found.fixed, **params}
         values = [
             params[name] if process is None else process(params[name])
             for name, process in zip(found.names, found.processors, strict=True)
@@ -77,6 +88,7 @@ class Compiled(NamedTuple):
     sql: str
     names: tuple[str, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
+    fixed: dict[str, Any]  # the values written into the statement, by bind name
 
 
 def _rls_statement(context: tuple[str, str]) -> str:
@@ -121,8 +133,42 @@ class Reader:
         result = await self._connection.execute(query.statement, params)
         return result.mappings().first()
 
+    async def execute(self, query: Query, **params: Any) -> None:
+        """A statement that returns no rows."""
+        if self._driver is not None:
+            sql, values = query.driver_args(self._dialect, params)
+            await self._driver.execute(sql, *values)
+            return
+        assert self._connection is not None
+        await self._connection.execute(query.statement, params)
 
-class _SessionReader:
+    async def execute_many(self, query: Query, params: Sequence[Mapping[str, Any]]) -> None:
+        """One statement for each of ``params`` (asyncpg's ``executemany``: one round trip)."""
+        if self._driver is not None:
+            sql = query.for_dialect(self._dialect)[0]
+            await self._driver.executemany(
+                sql, [query.driver_args(self._dialect, each)[1] for each in params]
+            )
+            return
+        assert self._connection is not None
+        await self._connection.execute(query.statement, list(params))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """The statements inside run in one transaction, committed on leaving (rolled back
+        on an error). SQLite's ``BEGIN IMMEDIATE`` comes with it (``db._sqlite_pragmas``)."""
+        if self._driver is not None:
+            async with self._driver.transaction():
+                yield
+            return
+        assert self._connection is not None
+        if self._connection.in_transaction():  # begun by the reads before: they end here
+            await self._connection.commit()
+        async with self._connection.begin():
+            yield
+
+
+class SessionReader:
     """A :class:`Reader` look-alike that runs queries in an ORM session's transaction."""
 
     def __init__(self, session: AsyncSession) -> None:
@@ -134,12 +180,18 @@ class _SessionReader:
     async def row(self, query: Query, **params: Any) -> Row | None:
         return (await self._session.execute(query.statement, params)).mappings().first()
 
+    async def execute(self, query: Query, **params: Any) -> None:
+        await self._session.execute(query.statement, params)
+
+    async def execute_many(self, query: Query, params: Sequence[Mapping[str, Any]]) -> None:
+        await self._session.execute(query.statement, list(params))
+
 
 @asynccontextmanager
-async def session_reader(session: AsyncSession) -> AsyncIterator[_SessionReader]:
+async def session_reader(session: AsyncSession) -> AsyncIterator[SessionReader]:
     """Queries in the caller's transaction: what a read needs when that transaction already
     holds locks a second connection would wait for (SQLite's write lock)."""
-    yield _SessionReader(session)
+    yield SessionReader(session)
 
 
 @asynccontextmanager
