@@ -286,3 +286,44 @@ async def test_the_risk_reads_run_while_the_password_is_hashed(tenant, services,
     began.clear()
     r = await tenant.client.post("/api/v1/auth/login", json={**body, "password": "wrong-Pass-1"})
     assert r.status_code == 401 and r.json()["detail"] == auth.INVALID_CREDENTIALS
+
+
+async def test_the_mfa_methods_are_read_during_the_hash_and_not_again(
+    tenant, services, monkeypatch
+):
+    """Issue 9: what the second step is decided from (the user's MFA duty and methods) is read
+    during the hash on PostgreSQL; after the hash only the decision remains (and, for a user
+    who must enroll, noting when that became due)."""
+    if not services.db.writes_in_one_statement:
+        pytest.skip("SQLite reads after the hash (its transaction would hold the write lock)")
+    from kanvaro.identity.mfa import flow as mfa_flow
+    from kanvaro.identity.mfa import requirement
+
+    m = await tenant.member("viewer")
+    began = asyncio.Event()
+    hashed = False
+    after_hash: list[str] = []
+    real_counted = requirement.counted_methods
+
+    async def counted_methods(*args, **kwargs):
+        began.set()
+        if hashed:
+            after_hash.append("counted_methods")
+        return await real_counted(*args, **kwargs)
+
+    real_verify = services.hasher.verify_async
+
+    async def verify(password, stored):
+        nonlocal hashed
+        outcome = await real_verify(password, stored)
+        await asyncio.wait_for(began.wait(), 5)  # times out if the read waits for the hash
+        hashed = True
+        return outcome
+
+    monkeypatch.setattr(requirement, "counted_methods", counted_methods)
+    monkeypatch.setattr(mfa_flow, "counted_methods", counted_methods)
+    monkeypatch.setattr(services.hasher, "verify_async", verify)
+    body = {"email": m.email, "password": m.password, "tenant": tenant.slug}
+    r = await tenant.client.post("/api/v1/auth/login", json=body)
+    assert r.status_code == 200, r.text
+    assert hashed and after_hash == []

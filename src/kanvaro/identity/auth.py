@@ -30,6 +30,7 @@ from kanvaro.identity import device_cookie
 from kanvaro.identity.emails import InvalidEmail, normalize_email
 from kanvaro.identity.mfa import flow as mfa_flow
 from kanvaro.identity.mfa.flow import MfaStep
+from kanvaro.identity.mfa.requirement import Counted
 from kanvaro.identity.models import UserSession
 from kanvaro.identity.sessions import alerts, signin
 from kanvaro.identity.sessions.policy import SessionPolicy
@@ -181,8 +182,9 @@ async def login(
 
     async def prepare(user_id: uuid.UUID, tenant_id: uuid.UUID | None) -> _Prepared:
         # Reads only, nothing logged or audited: a tenant that requires SSO leaves the
-        # password to its break-glass admins; then the sign-in's risk. (What the second step
-        # asks is not among them: it notes when MFA became due and audits an overdue one.)
+        # password to its break-glass admins; then the sign-in's risk, and the user's MFA
+        # duty and methods. (Deciding the second step stays after the hash: for a user who
+        # must enroll it notes when MFA became due, and audits an overdue enrollment.)
         await check_password_sign_in(session, user_id=user_id, tenant_id=tenant_id)
         now = services.clock.now()
         policy = await session_policy(services, tenant_id, session)
@@ -190,7 +192,8 @@ async def login(
             services, session, user_id=user_id, tenant_id=tenant_id, request=client,
             policy=policy, now=now,
         )  # fmt: skip
-        return _Prepared(now, assessment)
+        mfa = await mfa_flow.read_counted(services, session, user_id=user_id, tenant_id=tenant_id)
+        return _Prepared(now, assessment, mfa)
 
     # On PostgreSQL these reads run while the password hash is checked (they hold no lock;
     # on SQLite the request's transaction would hold the database's write lock meanwhile).
@@ -208,8 +211,9 @@ async def login(
     if assessment.decision == signin.DENY:
         await _refuse_risky(services, factor, assessment, context)
     step = await second_step(
-        services, session, factor, assessment, context=context, now=now, first_method="password"
-    )
+        services, session, factor, assessment, context=context, now=now,
+        first_method="password", counted=prepared.mfa,
+    )  # fmt: skip
     if isinstance(step, MfaStep):
         return step
     opened = await open_session(
@@ -230,6 +234,7 @@ class _Prepared:
 
     now: datetime
     assessment: signin.Assessment
+    mfa: Counted
 
 
 async def second_step(
@@ -241,6 +246,7 @@ async def second_step(
     context: AuditContext,
     now: datetime,
     first_method: str,
+    counted: Counted | None = None,
 ) -> MfaStep | bool:
     """After a first factor (a password, an SSO provider's word): the MFA challenge when the
     user must prove a second factor now (MFA methods, an untrusted device, a risky sign-in),
@@ -253,6 +259,7 @@ async def second_step(
         trusted_device=assessment.trusted_device,
         risk_wants_mfa=assessment.decision == signin.REQUIRE_MFA,
         now=now,
+        counted=counted,
     )
     if not need.second_step:
         return need.enrollment_only

@@ -57,12 +57,13 @@ _tokens = RefreshToken.__table__
 _ACTIVE = literal_column("'active'")  # a constant, not a parameter: Query binds names only
 # Parameters the PostgreSQL driver path takes as JSON text (SQLAlchemy's JSON type encodes
 # them on the SQLite path).
-_JSON_PARAMS = ("device_info", "auth_methods", "risk_reasons", "location")
+_JSON_PARAMS = ("device_info", "auth_methods", "risk_reasons", "location", "device_fingerprint")
 
 
-def _param(name: str, type_: Any = None) -> Any:
-    # Prefixed: SQLAlchemy reserves a table's column names for the binds of its INSERT and
-    # UPDATE. Callers pass the plain names (see _bind).
+def param(name: str, type_: Any = None) -> Any:
+    """A bind parameter for a statement run by :func:`row`, which callers name plainly.
+    Prefixed: SQLAlchemy reserves a table's column names for the binds of its INSERT and
+    UPDATE (see _bind)."""
     return bindparam(f"p_{name}", type_=type_)
 
 
@@ -85,7 +86,7 @@ _ACCOUNT_COLUMNS = (
 ACCOUNT_IN_TENANT = Query(
     select(*_ACCOUNT_COLUMNS)
     .select_from(_users.join(_tenants, _tenants.c.id == _users.c.tenant_id))
-    .where(_tenants.c.slug == _param("slug"), func.lower(_users.c.email) == _param("email"))
+    .where(_tenants.c.slug == param("slug"), func.lower(_users.c.email) == param("email"))
 )
 
 # No tenant named: the instance's super admin of this address, else the member of the only
@@ -98,7 +99,7 @@ ACCOUNT_WITHOUT_TENANT = Query(
     select(*_ACCOUNT_COLUMNS)
     .select_from(_users.outerjoin(_tenants, _tenants.c.id == _users.c.tenant_id))
     .where(
-        func.lower(_users.c.email) == _param("email"),
+        func.lower(_users.c.email) == param("email"),
         or_(_users.c.tenant_id.is_(None), _one_tenant),
     )
     .order_by(_users.c.tenant_id.is_not(None))  # the super admin first
@@ -113,9 +114,9 @@ ACCOUNT_WITHOUT_TENANT = Query(
 _record_sign_in = (
     update(_users)
     .where(
-        _users.c.id == _param("user_id"),
+        _users.c.id == param("user_id"),
         # Null-safe: an account made by SSO (JIT) has no password, and signs in with none.
-        _users.c.password_hash.is_not_distinct_from(_param("verified_hash", String)),
+        _users.c.password_hash.is_not_distinct_from(param("verified_hash", String)),
         _users.c.is_active.is_(True),
         or_(
             and_(_users.c.tenant_id.is_(None), _users.c.is_super_admin.is_(True)),
@@ -125,9 +126,9 @@ _record_sign_in = (
         ),
     )
     .values(
-        last_login_at=_param("now"),
-        updated_at=_param("now"),
-        password_hash=func.coalesce(_param("new_hash", String), _users.c.password_hash),
+        last_login_at=param("now"),
+        updated_at=param("now"),
+        password_hash=func.coalesce(param("new_hash", String), _users.c.password_hash),
     )
     .returning(_users.c.id, _users.c.tenant_id)
 )
@@ -156,31 +157,29 @@ _SESSION_COLUMNS = [
 
 def _new_session(tenant_id: Any, user_id: Any) -> tuple[Any, ...]:
     return (
-        _param("session_id", _sessions.c.id.type),
+        param("session_id", _sessions.c.id.type),
         tenant_id,
         user_id,
-        _param("device_id", String),
-        _param("device_info", JSON),
-        _param("ip_address", String),
-        _param("auth_methods", JSON),
-        _param("now", _sessions.c.created_at.type),
-        _param("expires_at", _sessions.c.expires_at.type),
+        param("device_id", String),
+        param("device_info", JSON),
+        param("ip_address", String),
+        param("auth_methods", JSON),
+        param("now", _sessions.c.created_at.type),
+        param("expires_at", _sessions.c.expires_at.type),
         true(),
-        _param("now", _sessions.c.created_at.type),
-        _param("now", _sessions.c.created_at.type),
-        _param("now", _sessions.c.created_at.type),
-        _param("risk_score", _sessions.c.risk_score.type),
-        _param("risk_reasons", JSON),
-        _param("location", JSON),
-        _param("network", String),
+        param("now", _sessions.c.created_at.type),
+        param("now", _sessions.c.created_at.type),
+        param("now", _sessions.c.created_at.type),
+        param("risk_score", _sessions.c.risk_score.type),
+        param("risk_reasons", JSON),
+        param("location", JSON),
+        param("network", String),
     )
 
 
 OPEN_SESSION = Query(
     insert(_sessions).values(
-        dict(
-            zip(_SESSION_COLUMNS, _new_session(_param("tenant_id"), _param("user_id")), strict=True)
-        )
+        dict(zip(_SESSION_COLUMNS, _new_session(param("tenant_id"), param("user_id")), strict=True))
     )
 )
 
@@ -203,12 +202,12 @@ _TOKEN_COLUMNS = [
 
 def _new_token(session_id: Any, tenant_id: Any, generation: Any) -> tuple[Any, ...]:
     return (
-        _param("new_jti", String),
+        param("new_jti", String),
         session_id,
         tenant_id,
-        _param("new_hash", String),
-        _param("issued_at", _tokens.c.issued_at.type),
-        _param("expires_at", _tokens.c.expires_at.type),
+        param("new_hash", String),
+        param("issued_at", _tokens.c.issued_at.type),
+        param("expires_at", _tokens.c.expires_at.type),
         generation,
     )
 
@@ -217,7 +216,7 @@ _issue = insert(_tokens).values(
     dict(
         zip(
             _TOKEN_COLUMNS,
-            _new_token(_param("session_id"), _param("tenant_id"), literal_column("0")),
+            _new_token(param("session_id"), param("tenant_id"), literal_column("0")),
             strict=True,
         )
     )
@@ -228,7 +227,7 @@ ISSUE_NEXT_TOKEN = Query(
         dict(
             zip(
                 _TOKEN_COLUMNS,
-                _new_token(_param("session_id"), _param("tenant_id"), _param("generation")),
+                _new_token(param("session_id"), param("tenant_id"), param("generation")),
                 strict=True,
             )
         )
@@ -238,11 +237,11 @@ ISSUE_NEXT_TOKEN = Query(
 # The session keeps the hashes of its newest tokens (seed 004), never the tokens.
 _note_hashes = (
     update(_sessions)
-    .where(_sessions.c.id == _param("session_id"))
+    .where(_sessions.c.id == param("session_id"))
     .values(
-        access_token_hash=_param("access_hash"),
-        refresh_token_hash=_param("new_hash"),
-        updated_at=_param("now"),
+        access_token_hash=param("access_hash"),
+        refresh_token_hash=param("new_hash"),
+        updated_at=param("now"),
     )
 )
 NOTE_TOKEN_HASHES = Query(_note_hashes)
@@ -253,9 +252,9 @@ ISSUE_FIRST_TOKEN = Change(
         update(_sessions)
         .where(_sessions.c.id.in_(select(_issued_first.c.session_id)))
         .values(
-            access_token_hash=_param("access_hash"),
-            refresh_token_hash=_param("new_hash"),
-            updated_at=_param("now"),
+            access_token_hash=param("access_hash"),
+            refresh_token_hash=param("new_hash"),
+            updated_at=param("now"),
         )
         .returning(_sessions.c.id)
         .cte("noted")
@@ -271,17 +270,17 @@ def _spend_in(session_matches: Any) -> Any:
     return (
         update(_tokens)
         .where(
-            _tokens.c.jti == _param("jti"),
-            _tokens.c.token_hash == _param("token_hash"),
+            _tokens.c.jti == param("jti"),
+            _tokens.c.token_hash == param("token_hash"),
             session_matches,
             _tokens.c.used_at.is_(None),
         )
-        .values(used_at=_param("now"))
+        .values(used_at=param("now"))
         .returning(_tokens.c.session_id, _tokens.c.generation)
     )
 
 
-_spend = _spend_in(_tokens.c.session_id == _param("session_id"))
+_spend = _spend_in(_tokens.c.session_id == param("session_id"))
 SPEND_REFRESH_TOKEN = Query(_spend)
 
 
@@ -293,26 +292,26 @@ def _touch(*spent: Any) -> Any:
         update(_sessions)
         .where(
             *spent,
-            _sessions.c.id == _param("session_id"),
-            _sessions.c.user_id == _param("user_id"),
+            _sessions.c.id == param("session_id"),
+            _sessions.c.user_id == param("user_id"),
             _sessions.c.is_active.is_(True),
-            _sessions.c.created_at > _param("started_after"),
-            _sessions.c.last_activity_at > _param("active_after"),
+            _sessions.c.created_at > param("started_after"),
+            _sessions.c.last_activity_at > param("active_after"),
             select(_users.c.id)
             .select_from(_users.outerjoin(_tenants, _tenants.c.id == _users.c.tenant_id))
             .where(
-                _users.c.id == _param("user_id"),
+                _users.c.id == param("user_id"),
                 _users.c.is_active.is_(True),
                 or_(_users.c.tenant_id.is_(None), _tenants.c.status == _ACTIVE),
             )
             .exists(),
         )
         .values(
-            last_activity_at=_param("now"),
-            updated_at=_param("now"),
-            access_token_hash=_param("access_hash"),
+            last_activity_at=param("now"),
+            updated_at=param("now"),
+            access_token_hash=param("access_hash"),
             refresh_token_hash=func.coalesce(
-                _param("new_hash", String), _sessions.c.refresh_token_hash
+                param("new_hash", String), _sessions.c.refresh_token_hash
             ),
         )
         .returning(_sessions.c.id, _sessions.c.tenant_id)
@@ -329,8 +328,8 @@ def _touch(*spent: Any) -> Any:
 # (SQLite runs the steps one by one in the request's transaction, which a refusal rolls back.)
 _token_unspent = exists(
     select(_tokens.c.jti).where(
-        _tokens.c.jti == _param("jti"),
-        _tokens.c.token_hash == _param("token_hash"),
+        _tokens.c.jti == param("jti"),
+        _tokens.c.token_hash == param("token_hash"),
         _tokens.c.session_id == _sessions.c.id,
         _tokens.c.used_at.is_(None),
     )
@@ -341,13 +340,13 @@ _token_unspent = exists(
 # session's row lock, as this one does. A session from before that column (NULL) takes the
 # presented token's hash as its own; the winner of a race writes it, so the loser still fails.
 _holds_presented_token = func.coalesce(
-    _sessions.c.refresh_token_hash, _param("token_hash", String)
-) == _param("token_hash", String)
+    _sessions.c.refresh_token_hash, param("token_hash", String)
+) == param("token_hash", String)
 # SQLite's step-by-step touch (after its spend) keeps the same guard.
 TOUCH_SESSION = Query(_touch(_holds_presented_token))
 _touched_first = _touch(
     _holds_presented_token,
-    _sessions.c.tenant_id.is_not_distinct_from(_param("tenant_id", _sessions.c.tenant_id.type)),
+    _sessions.c.tenant_id.is_not_distinct_from(param("tenant_id", _sessions.c.tenant_id.type)),
     _token_unspent,
 ).cte("touched")
 _spent_after = _spend_in(_tokens.c.session_id.in_(select(_touched_first.c.id))).cte("spent")
@@ -379,8 +378,8 @@ ROTATE_AND_RECORD = Change(_rotated.add_cte(insert_pending_after(_issued_after))
 # token is live (unspent) and the session within its timeouts.
 _live_token = _sessions.c.id.in_(
     select(_tokens.c.session_id).where(
-        _tokens.c.jti == _param("jti"),
-        _tokens.c.token_hash == _param("token_hash"),
+        _tokens.c.jti == param("jti"),
+        _tokens.c.token_hash == param("token_hash"),
         _tokens.c.used_at.is_(None),
     )
 )
@@ -406,12 +405,12 @@ REFRESH_TOKEN_STATE = Query(
         _tokens.join(_sessions, _sessions.c.id == _tokens.c.session_id).outerjoin(
             _successor,
             and_(
-                _successor.c.jti == _param("successor_jti"),
+                _successor.c.jti == param("successor_jti"),
                 _successor.c.session_id == _tokens.c.session_id,
             ),
         )
     )
-    .where(_tokens.c.jti == _param("jti"))
+    .where(_tokens.c.jti == param("jti"))
 )
 
 

@@ -26,7 +26,13 @@ from kanvaro.errors import ReauthRequired, TooManyRequests, Unauthorized, Unproc
 from kanvaro.identity.mfa import factors
 from kanvaro.identity.mfa.models import MfaChallenge, MfaConfiguration, MfaMethod
 from kanvaro.identity.mfa.policy import MfaPolicy
-from kanvaro.identity.mfa.requirement import Requirement, obligation, requirement
+from kanvaro.identity.mfa.requirement import (
+    Counted,
+    Requirement,
+    counted_methods,
+    obligation,
+    requirement,
+)
 from kanvaro.reads import session_reader
 from kanvaro.security.throttle import Client
 from kanvaro.services import Services
@@ -86,9 +92,11 @@ async def needed(
     trusted_device: bool,
     risk_wants_mfa: bool,
     now: datetime,
+    counted: Counted | None = None,
 ) -> Requirement:
-    """What the second step asks of this sign-in (``identity.mfa.requirement``)."""
-    policy = await mfa_policy(services, tenant_id, db)
+    """What the second step asks of this sign-in (``identity.mfa.requirement``), from what
+    ``counted`` read earlier if given."""
+    policy = counted[0].policy if counted is not None else await mfa_policy(services, tenant_id, db)
     return await requirement(
         services,
         db,
@@ -98,7 +106,16 @@ async def needed(
         trusted_device=trusted_device,
         risk_wants_mfa=risk_wants_mfa,
         now=now,
+        counted=counted,
     )
+
+
+async def read_counted(
+    services: Services, db: AsyncSession, *, user_id: uuid.UUID, tenant_id: uuid.UUID | None
+) -> Counted:
+    """What ``needed`` decides from (the tenant's policy, the user's duty and methods), read
+    without side effects."""
+    return await counted_methods(db, user_id, await mfa_policy(services, tenant_id, db))
 
 
 async def begin(

@@ -112,10 +112,13 @@ async def obligation(db: AsyncSession, user_id: uuid.UUID, policy: MfaPolicy) ->
     return Obligation(must, phishing_resistant, policy)
 
 
-async def counted_methods(db: AsyncSession, user_id: uuid.UUID, policy: MfaPolicy) -> tuple[
-    Obligation, tuple[str, ...]
-]:  # fmt: skip
-    """The user's obligation and the verified methods that may sign him in."""
+# The user's obligation and the verified methods that may sign him in.
+Counted = tuple[Obligation, tuple[str, ...]]
+
+
+async def counted_methods(db: AsyncSession, user_id: uuid.UUID, policy: MfaPolicy) -> Counted:
+    """The user's obligation and the verified methods that may sign him in: reads only, so a
+    password sign-in reads them while its hash is checked."""
     from kanvaro.identity.mfa.flow import usable_methods  # flow imports this module
 
     duty = await obligation(db, user_id, policy)
@@ -132,8 +135,12 @@ async def requirement(
     trusted_device: bool,
     risk_wants_mfa: bool,
     now: datetime,
+    counted: Counted | None = None,
 ) -> Requirement:
-    duty, methods = await counted_methods(db, user_id, policy)
+    """What the second step asks, from ``counted`` when the caller read it already (for
+    ``policy``). Only a user who must enroll makes it write: when that became due is noted,
+    and an overdue enrollment is audited and refused."""
+    duty, methods = counted if counted is not None else await counted_methods(db, user_id, policy)
     if set(methods) - {BACKUP_CODE}:
         skip = trusted_device and policy.trusted_devices_skip_mfa and not duty.phishing_resistant
         if skip and not risk_wants_mfa:
