@@ -13,6 +13,10 @@ tenant-owned table names ``tenant_id = :tenant_id`` itself, and :meth:`Database.
 refuses to open without a tenant unless told ``all_tenants``. On PostgreSQL each statement runs on
 its own under the connection's row-level-security context (see :func:`open_reader`), so RLS
 binds these reads exactly as it binds the ORM's; a hot read is one round trip.
+
+The same connection can also write in a transaction of its own (:meth:`Reader.transaction`,
+``execute``, ``execute_many``): what the audit sequencer does, whose statements cost more to
+build through SQLAlchemy each time than to run.
 """
 
 from __future__ import annotations
